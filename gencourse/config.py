@@ -1,0 +1,118 @@
+"""Run profiles, step budgets, seeding, device and cache folder.
+
+A *profile* says how much compute a notebook may spend; it never changes the code path.
+
+=========  ===========================  ==================================================
+profile    where                        what it is for
+=========  ===========================  ==================================================
+``smoke``  CI, ``make test``            every cell runs, losses move the right way: seconds
+``cpu``    laptops without a GPU        real results on the embedded MNIST subset: minutes
+``gpu``    Colab / any CUDA machine     full MNIST, longer training: minutes on one GPU
+=========  ===========================  ==================================================
+
+The profile is read from the environment variable ``GENCOURSE_PROFILE`` when it is set,
+otherwise detected: ``gpu`` when CUDA is available, else ``cpu``.
+
+>>> budget(smoke=10, cpu=2_000, gpu=20_000, profile="cpu")
+2000
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PROFILES = ("smoke", "cpu", "gpu")
+ENV_PROFILE = "GENCOURSE_PROFILE"
+ENV_DATA = "GENCOURSE_DATA"
+
+__all__ = [
+    "PROFILES",
+    "profile",
+    "check_profile",
+    "budget",
+    "seed_everything",
+    "device",
+    "cache_dir",
+]
+
+
+def check_profile(name: str) -> str:
+    """Return ``name`` if it is a valid profile, else raise a ``ValueError`` listing the valid ones."""
+    if name not in PROFILES:
+        raise ValueError(
+            f"unknown gencourse profile {name!r}: expected one of {', '.join(PROFILES)} "
+            f"(set it with the environment variable {ENV_PROFILE})"
+        )
+    return name
+
+
+def profile() -> str:
+    """The active profile: ``$GENCOURSE_PROFILE`` if set, else ``'gpu'`` with CUDA, else ``'cpu'``."""
+    name = os.environ.get(ENV_PROFILE, "").strip()
+    if name:
+        return check_profile(name)
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def budget(*, smoke, cpu, gpu, profile: str | None = None):
+    """Pick the value for the active profile (step counts, epochs, sample sizes, ...).
+
+    Every keyword is required so that a notebook states all three budgets where it uses them::
+
+        steps = gc.config.budget(smoke=20, cpu=3_000, gpu=20_000)
+    """
+    name = check_profile(profile) if profile is not None else globals()["profile"]()
+    return {"smoke": smoke, "cpu": cpu, "gpu": gpu}[name]
+
+
+def seed_everything(seed: int = 0) -> torch.Generator:
+    """Seed Python, NumPy and PyTorch (all devices) and return a fresh ``torch.Generator``.
+
+    Use the returned generator where a function takes ``generator=`` so that a cell's
+    randomness does not depend on what ran before it.
+    """
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise ValueError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(int(seed))
+
+
+def device() -> torch.device:
+    """The device tensors and models go to: CUDA when present, else the CPU.
+
+    Under ``torchrun`` the local rank picks the GPU (``LOCAL_RANK``), so the same code scales
+    out with DistributedDataParallel.
+    """
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def cache_dir(sub: str | None = None) -> Path:
+    """The cache folder (datasets, checkpoints): ``$GENCOURSE_DATA`` or ``~/.cache/gencourse``.
+
+    The folder (and ``sub`` inside it) is created if needed. A folder that cannot be created
+    or written raises a ``PermissionError`` that names it and says how to choose another.
+    """
+    root = os.environ.get(ENV_DATA) or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "gencourse"
+    )
+    path = Path(root).expanduser() / sub if sub else Path(root).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        raise PermissionError(
+            f"the gencourse cache folder {str(path)!r} is not writable ({err.strerror or err}); "
+            f"set {ENV_DATA} to a folder you can write to"
+        ) from err
+    return path

@@ -1,0 +1,124 @@
+import pytest
+import torch
+from torch import nn
+
+from gencourse import train
+
+
+def test_fit_records_every_step_and_cycles_the_data(capsys):
+    seen = []
+
+    def step(batch):
+        seen.append(batch)
+        return {"a": float(batch), "b": 2.0 * batch}
+
+    history = train.fit(step, [1, 2, 3], steps=7, progress=False, desc="demo")
+    assert seen == [1, 2, 3, 1, 2, 3, 1]
+    assert history["a"] == [1, 2, 3, 1, 2, 3, 1] and len(history) == 7
+    assert history.seconds > 0
+    assert "demo: 7 steps" in capsys.readouterr().out
+
+
+def test_fit_without_batches_passes_the_step_number():
+    history = train.fit(lambda i: float(i), steps=4, progress=False)
+    assert history["loss"] == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_fit_callback_and_errors():
+    calls = []
+    train.fit(lambda i: 0.0, steps=5, progress=False, callback=lambda i, h: calls.append(i), callback_every=2)
+    assert calls == [2, 4, 5]
+    with pytest.raises(ValueError, match="positive int"):
+        train.fit(lambda i: 0.0, steps=0)
+    with pytest.raises(ValueError, match="empty"):
+        train.fit(lambda b: 0.0, [], steps=2, progress=False)
+
+
+def test_fit_trains_a_model():
+    torch.manual_seed(0)
+    model = nn.Linear(1, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.linspace(-1, 1, 64)[:, None]
+    y = 3 * x + 1
+
+    def step(_):
+        loss = ((model(x) - y) ** 2).mean()
+        opt.zero_grad(); loss.backward(); opt.step()
+        return loss.item()
+
+    history = train.fit(step, steps=300, progress=False)
+    assert history["loss"][-1] < 1e-4 < history["loss"][0]
+
+
+def test_ema_is_the_exponential_average():
+    model = nn.Linear(1, 1, bias=False)
+    ema = train.EMA(model, decay=0.9, warmup=False)
+    values = [1.0, 2.0, 4.0, -1.0]
+    expected = model.weight.item()
+    for v in values:
+        with torch.no_grad():
+            model.weight.fill_(v)
+        ema.update(model)
+        expected = 0.9 * expected + 0.1 * v  # brute-force recursion
+    assert ema.module.weight.item() == pytest.approx(expected, rel=1e-6)
+    assert not ema.module.weight.requires_grad
+
+
+def test_ema_warmup_and_buffers():
+    model = nn.BatchNorm1d(2)
+    ema = train.EMA(model, decay=0.999)
+    assert ema.current_decay() == pytest.approx(0.1)  # (1 + 0) / (10 + 0)
+    model.running_mean.fill_(5.0)
+    ema.update(model)
+    assert torch.equal(ema.module.running_mean, model.running_mean)
+    with pytest.raises(ValueError, match="decay"):
+        train.EMA(model, decay=1.0)
+
+
+def test_load_or_train_caches_by_settings(monkeypatch, tmp_path):
+    monkeypatch.setenv("GENCOURSE_DATA", str(tmp_path))
+    monkeypatch.delenv("GENCOURSE_RETRAIN", raising=False)
+    calls = []
+
+    def make_trainer(model, value):
+        def run():
+            calls.append(value)
+            with torch.no_grad():
+                model.weight.fill_(value)
+            return train.History(losses={"loss": [1.0, 0.5]}, seconds=0.25)
+        return run
+
+    m1 = nn.Linear(2, 1)
+    h1 = train.load_or_train("toy", m1, make_trainer(m1, 7.0), settings={"lr": 1})
+    m2 = nn.Linear(2, 1)
+    h2 = train.load_or_train("toy", m2, make_trainer(m2, 9.0), settings={"lr": 1})
+    assert calls == [7.0] and torch.all(m2.weight == 7.0)  # loaded, not retrained
+    assert h2.losses == h1.losses and h2.seconds == 0.25
+    m3 = nn.Linear(2, 1)
+    train.load_or_train("toy", m3, make_trainer(m3, 9.0), settings={"lr": 2})  # new settings: new file
+    assert calls == [7.0, 9.0] and torch.all(m3.weight == 9.0)
+    G, D = nn.Linear(1, 1), nn.Linear(1, 1)
+    train.load_or_train("gan", {"G": G, "D": D}, lambda: train.History({"l": [0.0]}, 0.0))
+    G2, D2 = nn.Linear(1, 1), nn.Linear(1, 1)
+    train.load_or_train("gan", {"G": G2, "D": D2}, lambda: pytest.fail("should load"))
+    assert torch.equal(G.weight, G2.weight) and torch.equal(D.bias, D2.bias)
+
+
+def test_load_or_train_corrupt_checkpoint_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("GENCOURSE_DATA", str(tmp_path))
+    model = nn.Linear(1, 1)
+    path = train.checkpoint_path("broken", {})
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError, match="delete that file"):
+        train.load_or_train("broken", model, lambda: train.History())
+    assert path.read_bytes() == b"not a checkpoint"
+    with pytest.raises(ValueError, match="nn.Module"):
+        train.load_or_train("x", object(), lambda: train.History())
+    with pytest.raises(ValueError, match="without slashes"):
+        train.checkpoint_path("a/b")
+
+
+def test_lr_cosine():
+    assert train.lr_cosine(0, 100, warmup=10) == pytest.approx(0.1)
+    assert train.lr_cosine(10, 100, warmup=10) == pytest.approx(1.0)
+    assert train.lr_cosine(100, 100, warmup=10) == pytest.approx(0.0)
