@@ -5,7 +5,17 @@
 True
 """
 
-from . import book, config, data, density, plotting, sampling, train, transport  # noqa: F401
+import importlib
+
+from . import config, data, density, plotting, sampling, train, transport  # noqa: F401
 from .checks import check_close  # noqa: F401
 
 __version__ = "0.1.0"
+
+_LAZY = ("book", "grading")  # also command-line entry points: imported on first use
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'gencourse' has no attribute {name!r}")
