@@ -1,0 +1,240 @@
+"""Public in-notebook checks: a registry of question ids and ``check(qid, *candidates)``.
+
+A chapter registers one check function per question::
+
+    from gencourse.grading.checks import register, expect, expect_close
+
+    @register("00.exp_icdf")
+    def _(exp_icdf):
+        expect_close(exp_icdf(0.5, rate=2.0), math.log(2) / 2, what="exp_icdf(0.5, rate=2)",
+                     hint="the inverse CDF of Exp(rate) is -log(1 - u) / rate")
+
+and the notebook calls::
+
+    from gencourse.grading import check
+    check("00.exp_icdf", exp_icdf)      # prints "✔ 00.exp_icdf: 1 check passed" or raises
+
+A check function takes the student's object(s) and raises ``AssertionError`` with a specific
+message when something is wrong. It may return the number of checks it made; otherwise the
+``expect*`` helpers called while it runs are counted.
+
+Chapter check modules are listed in :data:`CHAPTER_CHECKS` and imported on first use, so that
+importing this module stays cheap (standard library only: no torch, no other gencourse module).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from typing import Any, Callable
+
+__all__ = [
+    "CHAPTER_CHECKS",
+    "UnknownQuestionError",
+    "register",
+    "check",
+    "known_ids",
+    "expect",
+    "expect_close",
+    "expect_shape",
+]
+
+#: Modules that register chapter checks, imported the first time an unknown id is asked for.
+CHAPTER_CHECKS: list[str] = ["gencourse.grading.ch00"]
+
+_REGISTRY: dict[str, Callable[..., Any]] = {}
+_IMPORTED: set[str] = set()
+_IMPORT_ERRORS: dict[str, str] = {}
+_COUNTER: list[int] = []  # stack of expect* counters, one per running check
+
+
+class UnknownQuestionError(KeyError, ValueError):
+    """``check`` was given a question id that no check is registered for."""
+
+    def __str__(self) -> str:  # KeyError would show the repr of the message
+        return str(self.args[0]) if self.args else ""
+
+
+def register(qid: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: register ``func(*candidates) -> None | int`` as the check for question ``qid``.
+
+    Ids look like ``"00.exp_icdf"`` (chapter number, dot, name). Registering an id again
+    replaces the previous check (re-running a notebook cell must not fail).
+    """
+    if not isinstance(qid, str) or not qid.strip():
+        raise ValueError(f"question id must be a non-empty string, got {qid!r}")
+
+    def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
+        if not callable(func):
+            raise TypeError(f"register({qid!r}) must decorate a function, got {type(func).__name__}")
+        _REGISTRY[qid] = func
+        return func
+
+    return decorator
+
+
+def _load_chapter_checks() -> None:
+    for name in CHAPTER_CHECKS:
+        if name in _IMPORTED:
+            continue
+        _IMPORTED.add(name)
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # reported when the asked-for id is still unknown
+            _IMPORT_ERRORS[name] = f"{type(exc).__name__}: {exc}"
+
+
+def known_ids() -> list[str]:
+    """All registered question ids (chapter check modules are imported first)."""
+    _load_chapter_checks()
+    return sorted(_REGISTRY)
+
+
+def _lookup(qid: str) -> Callable[..., Any]:
+    if qid not in _REGISTRY:
+        _load_chapter_checks()
+    if qid in _REGISTRY:
+        return _REGISTRY[qid]
+    known = ", ".join(sorted(_REGISTRY)) or "none"
+    msg = f"unknown question id {qid!r}; known ids: {known}"
+    if _IMPORT_ERRORS:
+        failed = "; ".join(f"{mod} ({err})" for mod, err in _IMPORT_ERRORS.items())
+        msg += f". These check modules could not be imported: {failed}"
+    raise UnknownQuestionError(msg)
+
+
+def _say(text: str, fallback: str) -> None:
+    try:
+        print(text)
+    except UnicodeEncodeError:  # a console that cannot print the check mark
+        print(fallback)
+
+
+def check(qid: str, *candidates: Any, **kwargs: Any) -> bool:
+    """Run the registered checks for question ``qid`` on the student's object(s).
+
+    Prints ``✔ <qid>: N checks passed`` and returns ``True`` on success. Raises
+    ``AssertionError`` with a specific message on failure, ``AssertionError("... not implemented
+    yet ...")`` when the candidate still raises ``NotImplementedError``, and
+    :class:`UnknownQuestionError` (a ``KeyError`` and ``ValueError``) for an unknown id.
+    """
+    func = _lookup(qid)
+    _COUNTER.append(0)
+    try:
+        result = func(*candidates, **kwargs)
+    except NotImplementedError:
+        raise AssertionError(
+            f"✘ {qid}: not implemented yet — replace `raise NotImplementedError()` with your code"
+        ) from None
+    except AssertionError as exc:
+        detail = str(exc) or "a check failed"
+        raise AssertionError(f"✘ {qid}: {detail}") from None
+    except Exception as exc:
+        raise AssertionError(
+            f"✘ {qid}: your code raised {type(exc).__name__}: {exc}"
+        ) from exc
+    finally:
+        counted = _COUNTER.pop()
+    if isinstance(result, int) and not isinstance(result, bool) and result > 0:
+        counted = result
+    if counted:
+        text = f"{qid}: {counted} check{'s' if counted != 1 else ''} passed"
+    else:
+        text = f"{qid}: passed"
+    _say(f"✔ {text}", f"OK {text}")
+    return True
+
+
+# --------------------------------------------------------------------------- helpers for checks
+
+
+def _count() -> None:
+    if _COUNTER:
+        _COUNTER[-1] += 1
+
+
+def expect(condition: Any, message: str) -> None:
+    """Count one check; raise ``AssertionError(message)`` unless ``condition`` is true."""
+    _count()
+    if not condition:
+        raise AssertionError(message)
+
+
+def _to_floats(value: Any) -> tuple[list[float], tuple[int, ...]]:
+    """Flatten a number, sequence, NumPy array or torch tensor to floats (no torch import)."""
+    if hasattr(value, "detach"):  # torch tensor
+        value = value.detach().cpu()
+    if hasattr(value, "tolist") and hasattr(value, "shape"):
+        shape = tuple(int(s) for s in value.shape)
+        value = value.tolist()
+    else:
+        shape = None
+    flat: list[float] = []
+
+    def walk(v: Any, depth: int, dims: list[int]) -> None:
+        if isinstance(v, (list, tuple)):
+            if len(dims) <= depth:
+                dims.append(len(v))
+            for item in v:
+                walk(item, depth + 1, dims)
+        else:
+            flat.append(float(v))
+
+    dims: list[int] = []
+    walk(value, 0, dims)
+    return flat, shape if shape is not None else tuple(dims)
+
+
+def _fmt(value: Any) -> str:
+    flat, shape = _to_floats(value)
+    if not shape:
+        return f"{flat[0]:.6g}" if flat else repr(value)
+    body = ", ".join(f"{x:.4g}" for x in flat[:6]) + (", ..." if len(flat) > 6 else "")
+    return f"[{body}] (shape {shape})"
+
+
+def expect_close(
+    actual: Any,
+    expected: Any,
+    *,
+    what: str = "result",
+    rtol: float = 1e-5,
+    atol: float = 1e-8,
+    hint: str | None = None,
+) -> None:
+    """Count one check; fail with ``what = <actual>, expected <expected>`` unless they are close.
+
+    Works on numbers, (nested) sequences, NumPy arrays and torch tensors of equal shape.
+    """
+    _count()
+    try:
+        a, a_shape = _to_floats(actual)
+    except (TypeError, ValueError):
+        raise AssertionError(
+            f"{what} should be a number or an array, got {type(actual).__name__}"
+        ) from None
+    b, b_shape = _to_floats(expected)
+    if a_shape != b_shape:
+        msg = f"{what} has shape {a_shape}, expected shape {b_shape}"
+        raise AssertionError(msg + (f" (hint: {hint})" if hint else ""))
+    bad = [
+        i for i, (x, y) in enumerate(zip(a, b))
+        if not (math.isclose(x, y, rel_tol=rtol, abs_tol=atol) or (math.isnan(x) and math.isnan(y)))
+    ]
+    if bad:
+        msg = f"{what} = {_fmt(actual)}, expected {_fmt(expected)}"
+        if a_shape:
+            i = bad[0]
+            msg += f" ({len(bad)} of {len(a)} entries differ, first at flat index {i}: {a[i]:.6g} vs {b[i]:.6g})"
+        raise AssertionError(msg + (f" (hint: {hint})" if hint else ""))
+
+
+def expect_shape(value: Any, shape: tuple[int, ...], *, what: str = "result") -> None:
+    """Count one check; fail unless ``value.shape`` equals ``shape``."""
+    _count()
+    got = getattr(value, "shape", None)
+    if got is None:
+        raise AssertionError(f"{what} should be an array/tensor of shape {tuple(shape)}, got {type(value).__name__}")
+    if tuple(got) != tuple(shape):
+        raise AssertionError(f"{what} has shape {tuple(got)}, expected {tuple(shape)}")
+
