@@ -270,8 +270,26 @@ def check_idx_file(path: str | os.PathLike) -> tuple[int, ...]:
     return dims
 
 
+def _check_archives(raw: Path) -> None:
+    """Compare the MD5 checksum of each downloaded archive kept in ``raw`` (``*.gz``) with the one
+    torchvision publishes for it (``MNIST.resources``)."""
+    import hashlib
+
+    import torchvision
+
+    for name, md5 in torchvision.datasets.MNIST.resources:
+        path = raw / os.path.basename(name)
+        if not path.is_file():
+            continue
+        digest = hashlib.md5(path.read_bytes()).hexdigest()
+        if digest != md5:
+            raise _corrupt(path, f"its MD5 checksum is {digest}, expected {md5}")
+
+
 def _check_raw_folder(raw: Path) -> None:
-    """Validate the raw IDX files present in ``raw`` (missing ones are left to the download)."""
+    """Validate the files present in ``raw``: archive checksums, then the raw IDX files (missing
+    ones are left to the download)."""
+    _check_archives(raw)
     dims = {name: check_idx_file(raw / name) for name in IDX_FILES if (raw / name).is_file()}
     for prefix in ("train", "t10k"):
         images, labels = f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"

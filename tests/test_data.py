@@ -525,3 +525,14 @@ def test_score_by_autograd():
     s = r.score(torch.tensor([[1.5, 0.0], [0.0, 0.7]]))
     assert s[0, 0] < 0 and s[1, 1] > 0  # pulled back onto the ring
     assert not x.requires_grad
+
+
+def test_corrupt_cached_archive_fails_its_checksum(fake_mirror):
+    fake, root = fake_mirror
+    data.mnist("test", source="torchvision", download=True)  # download and extract
+    archive = root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz"
+    damaged = archive.read_bytes()[:-3] + b"xyz"
+    archive.write_bytes(damaged)
+    with pytest.raises(ValueError, match=r"t10k-labels-idx1-ubyte\.gz.*MD5 checksum.*delete this file"):
+        data.mnist("test", source="torchvision", download=True)
+    assert archive.read_bytes() == damaged  # nothing deleted or overwritten
