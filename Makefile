@@ -25,8 +25,9 @@ $(STAMP): pyproject.toml
 book: $(STAMP)
 	$(PY) -m gencourse.book build
 
+# Two test workers on two cores: one thread each, or PyTorch's spinning threads oversubscribe the CPU.
 test: $(STAMP)
-	GENCOURSE_PROFILE=smoke MPLBACKEND=Agg $(PY) -m pytest -n 2 --dist loadfile \
+	GENCOURSE_PROFILE=smoke MPLBACKEND=Agg OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile \
 		--nbval-lax --nbval-current-env tests chapters solutions
 
 lab: $(STAMP)

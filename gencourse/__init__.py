@@ -7,7 +7,7 @@ True
 
 import importlib
 
-from . import config, data, density, plotting, sampling, train, transport  # noqa: F401
+from . import config, data, diffusion, density, divergences, plotting, sampling, train, transport, metrics, scoreboard, losses, models, nn, widgets  # noqa: F401
 from .checks import check_close  # noqa: F401
 
 __version__ = "0.1.0"

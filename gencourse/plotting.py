@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-__all__ = ["image_grid", "loss_curves", "scatter2d", "density2d", "moving_average"]
+__all__ = ["image_grid", "loss_curves", "scatter2d", "density2d", "moving_average", "transport_plan"]
 
 
 def _axes(ax, figsize=(5, 5)):
@@ -138,6 +138,35 @@ def density2d(
         dens = log_prob(pts).exp().reshape(n, n).cpu().numpy()
     ax = _axes(ax)
     ax.imshow(dens, origin="lower", extent=(-lim, lim, -lim, lim), cmap=cmap)
+    ax.set_aspect("equal")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def transport_plan(x, y, plan, ax=None, title=None, threshold: float = 1e-3, max_lines: int = 2000, lw: float = 1.0):
+    """Draw a transport plan between 2-D point clouds ``x`` ``(n, 2)`` (blue) and ``y`` ``(m, 2)``
+    (orange): a line from ``x[i]`` to ``y[j]`` for each entry ``plan[i, j]`` above ``threshold``
+    times its largest entry, its opacity proportional to the mass moved (chapter 02)."""
+    x, y, plan = (torch.as_tensor(v).detach().cpu().double() for v in (x, y, plan))
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != 2 or y.shape[1] != 2:
+        raise ValueError(f"x and y must have shapes (n, 2) and (m, 2), got {tuple(x.shape)} and {tuple(y.shape)}")
+    if plan.shape != (x.shape[0], y.shape[0]):
+        raise ValueError(f"plan must have shape (n, m) = ({x.shape[0]}, {y.shape[0]}), got {tuple(plan.shape)}")
+    ax = _axes(ax)
+    top = plan.max().item() or 1.0
+    i, j = torch.nonzero(plan > threshold * top, as_tuple=True)
+    order = plan[i, j].argsort(descending=True)[:max_lines]
+    i, j = i[order], j[order]
+    from matplotlib.collections import LineCollection
+
+    segments = np.stack([x[i].numpy(), y[j].numpy()], axis=1)  # (L, 2, 2)
+    alpha = (plan[i, j] / top).clamp(0.05, 1).numpy()
+    colors = np.zeros((len(i), 4))
+    colors[:, 3] = alpha
+    ax.add_collection(LineCollection(segments, colors=colors, linewidths=lw))
+    ax.scatter(x[:, 0].numpy(), x[:, 1].numpy(), s=14, color="C0", zorder=3, label="source")
+    ax.scatter(y[:, 0].numpy(), y[:, 1].numpy(), s=14, color="C1", zorder=3, label="target")
     ax.set_aspect("equal")
     if title:
         ax.set_title(title)

@@ -7,11 +7,20 @@ A generator :math:`G` turns simple noise into data: if :math:`z \sim p_z` then
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
 
-__all__ = ["inverse_cdf_sample", "exponential_icdf", "exponential_cdf", "ks_statistic", "pushforward_gaussian"]
+__all__ = [
+    "inverse_cdf_sample",
+    "exponential_icdf",
+    "exponential_cdf",
+    "ks_statistic",
+    "pushforward_gaussian",
+    "rejection_sample",
+    "langevin",
+]
 
 
 def _check_rate(rate) -> None:
@@ -86,3 +95,80 @@ def pushforward_gaussian(A: torch.Tensor, b: torch.Tensor):
     if A.ndim != 2 or b.ndim != 1 or b.shape[0] != A.shape[0]:
         raise ValueError(f"expected A of shape (d, k) and b of shape (d,), got {tuple(A.shape)} and {tuple(b.shape)}")
     return b.clone(), A @ A.T
+
+
+# ------------------------------------------------------------- sampling from a formula (chapter 01)
+
+
+def _gen_device(generator, like: torch.Tensor):
+    return generator.device if generator is not None else like.device
+
+
+def rejection_sample(
+    log_p_tilde: Callable[[torch.Tensor], torch.Tensor],
+    proposal_sample: Callable[..., torch.Tensor],
+    proposal_log_prob: Callable[[torch.Tensor], torch.Tensor],
+    log_M: float,
+    n: int,
+    generator: torch.Generator | None = None,
+    max_rounds: int = 1000,
+):
+    r"""Rejection sampling from a density known up to a constant, :math:`p = \tilde p / Z`.
+
+    Draw :math:`x \sim q` and :math:`u \sim \mathcal U[0, 1]`; keep :math:`x` when
+    :math:`u \le \tilde p(x) / (M q(x))`. Kept points follow :math:`p` exactly provided
+    :math:`\tilde p \le M q` everywhere; the acceptance rate is :math:`Z / M`.
+
+    ``log_p_tilde(x)`` and ``proposal_log_prob(x)`` map ``(N, D)`` (or ``(N,)``) to ``(N,)``;
+    ``proposal_sample(N, generator)`` draws ``N`` proposals. Returns ``(samples, acceptance_rate)``
+    with ``n`` samples. Raises ``ValueError`` when a proposal breaks the bound
+    :math:`\tilde p \le Mq`. Source: chapter 01 (von Neumann, 1951).
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    kept, proposed, total = [], 0, 0
+    batch = max(n, 256)
+    for _ in range(max_rounds):
+        x = proposal_sample(batch, generator)
+        log_ratio = log_p_tilde(x) - proposal_log_prob(x) - log_M  # log(p~ / (M q)) <= 0
+        if bool((log_ratio > 1e-6).any()):
+            raise ValueError(f"log_M = {log_M:.4g} is too small: p~(x) > M q(x) at some proposals "
+                             f"(max log ratio {log_ratio.max().item():.4g}); rejection sampling would be biased")
+        u = torch.rand(batch, generator=generator, dtype=log_ratio.dtype, device=_gen_device(generator, log_ratio)).to(log_ratio.device)
+        accept = torch.log(u) <= log_ratio
+        kept.append(x[accept])
+        proposed += batch
+        total += int(accept.sum())
+        if total >= n:
+            return torch.cat(kept)[:n], total / proposed
+    raise RuntimeError(f"only {total} of {n} samples accepted after {proposed} proposals (acceptance rate {total / proposed:.2e})")
+
+
+def langevin(
+    score: Callable[[torch.Tensor], torch.Tensor],
+    x0: torch.Tensor,
+    step_size: float,
+    n_steps: int,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    r"""Unadjusted Langevin dynamics: a Markov chain that needs only the score
+    :math:`\nabla_x \log p(x)`, so :math:`p` may be unnormalised.
+
+    .. math:: x_{k+1} = x_k + \tau\, \nabla_x \log p(x_k) + \sqrt{2\tau}\, \xi_k, \qquad
+              \xi_k \sim \mathcal N(0, I)
+
+    As :math:`\tau \to 0` and :math:`k \to \infty` the chain's distribution tends to :math:`p`; at
+    a finite step it is slightly off (for :math:`p = \mathcal N(0, 1)` its stationary variance is
+    :math:`1/(1 - \tau/2)`). ``score`` maps ``(N, ...)`` to the same shape; ``x0`` ``(N, ...)``
+    holds ``N`` independent chains. Returns their final states. Source: chapter 01 (Roberts &
+    Tweedie, 1996); the sampler of score-based models (chapter 11).
+    """
+    if not float(step_size) > 0:
+        raise ValueError(f"step_size must be > 0, got {step_size}")
+    if not isinstance(n_steps, int) or n_steps < 0:
+        raise ValueError(f"n_steps must be a non-negative int, got {n_steps!r}")
+    x = x0.detach().clone()
+    for _ in range(n_steps):
+        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=_gen_device(generator, x)).to(x.device)
+        x = x + step_size * score(x) + math.sqrt(2 * step_size) * noise
+    return x

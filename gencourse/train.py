@@ -29,11 +29,11 @@ from typing import Callable, Iterable, Iterator, Mapping
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm.std import tqdm  # plain text on stderr: the rendered book drops it, Jupyter shows it
 
 from . import config
 
-__all__ = ["History", "cycle", "fit", "EMA", "load_or_train", "checkpoint_path"]
+__all__ = ["History", "cycle", "fit", "EMA", "load_or_train", "checkpoint_path", "vae_step"]
 
 
 @dataclass
@@ -236,3 +236,83 @@ def lr_cosine(step: int, total: int, warmup: int = 0) -> float:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+# ----------------------------------------------------------------------------------------------
+# one-step functions
+# ----------------------------------------------------------------------------------------------
+
+
+def vae_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor | None = None,
+             *, beta: float = 1.0, generator: torch.Generator | None = None) -> dict:
+    r"""One update of a (β-, conditional) VAE (chapter 04): minimise the negative ELBO.
+
+    .. math:: \mathcal L = \frac1B \sum_b \big[-\log p_\theta(x_b \mid z_b) + \beta\,\mathrm{KL}(q_\phi(z\mid x_b)\,\|\,p(z))\big]
+
+    ``model`` has ``loss_terms(x, y, beta=, generator=)`` (:class:`gencourse.models.autoencoder.VAE`);
+    ``x`` ``(B, 1, 28, 28)`` in [0, 1], ``y`` ``(B,)`` labels for a conditional VAE. Returns floats
+    per image in nats: ``loss``, ``rec`` (:math:`-\log p(x\mid z)`), ``kl`` and ``elbo`` (= -rec - kl).
+    """
+    terms = model.loss_terms(x, y, beta=beta, generator=generator)
+    opt.zero_grad(set_to_none=True)
+    terms["loss"].backward()
+    opt.step()
+    rec, kl = terms["rec"].mean().item(), terms["kl"].mean().item()
+    return {"loss": terms["loss"].item(), "rec": rec, "kl": kl, "elbo": -rec - kl}
+
+
+# ----------------------------------------------------------------------------------------------
+# one-step functions of a GAN (chapters 06-07)
+# ----------------------------------------------------------------------------------------------
+
+__all__ += ["d_step", "g_step"]
+
+from . import losses  # noqa: E402  (the GAN losses of chapters 06-07)
+
+
+def d_step(G: nn.Module, D: nn.Module, opt_D: torch.optim.Optimizer, x_real: torch.Tensor, z: torch.Tensor,
+           *, kind: str = "non_saturating") -> dict:
+    r"""One update of the discriminator (Goodfellow et al., 2014, Algorithm 1, inner loop; chapter 06).
+
+    .. math:: \mathcal L_D = -\frac1B\sum_b \log\sigma\big(d(x_b)\big) - \frac1B\sum_b \log\Big(1 - \sigma\big(d(G(z_b))\big)\Big)
+
+    for ``kind`` ``"minimax"`` / ``"non_saturating"`` (other kinds: :data:`gencourse.losses.GAN_LOSSES`).
+    The fake batch is **detached**: this step moves :math:`D` only, and no gradient reaches ``G``'s
+    parameters. ``D`` returns logits ``(B,)``; ``x_real`` ``(B, ...)``, ``z`` ``(B', latent_dim)``.
+
+    Returns floats: ``loss_D``, ``D_real`` = mean :math:`\sigma(d(x))` and ``D_fake`` = mean
+    :math:`\sigma(d(G(z)))` (the discriminator's average belief that each batch is real).
+    """
+    x_fake = G(z).detach()  # a constant for this step: no gradient flows into G
+    d_real, d_fake = D(x_real), D(x_fake)
+    loss_D = losses.discriminator_loss(d_real, d_fake, kind)
+    opt_D.zero_grad(set_to_none=True)
+    loss_D.backward()
+    opt_D.step()
+    return {"loss_D": loss_D.item(), "D_real": torch.sigmoid(d_real).mean().item(), "D_fake": torch.sigmoid(d_fake).mean().item()}
+
+
+def g_step(G: nn.Module, D: nn.Module, opt_G: torch.optim.Optimizer, z: torch.Tensor, *, kind: str = "non_saturating") -> dict:
+    r"""One update of the generator (Goodfellow et al., 2014, Algorithm 1, outer step; chapter 06).
+
+    .. math:: \mathcal L_G^\text{NS} = -\frac1B\sum_b \log\sigma\big(d(G(z_b))\big) \quad\text{or}\quad
+              \mathcal L_G^\text{minimax} = \frac1B\sum_b \log\Big(1 - \sigma\big(d(G(z_b))\big)\Big)
+
+    (``kind``; see :data:`gencourse.losses.GAN_LOSSES`). The gradient flows **through** ``D`` into
+    ``G`` (nothing is detached), but ``D``'s parameters are frozen during the step, so that no
+    gradient is accumulated for them (saves the work; their ``requires_grad`` is restored).
+
+    Returns floats: ``loss_G``.
+    """
+    flags = [p.requires_grad for p in D.parameters()]
+    D.requires_grad_(False)
+    try:
+        d_fake = D(G(z))
+        loss_G = losses.generator_loss(d_fake, kind)
+        opt_G.zero_grad(set_to_none=True)
+        loss_G.backward()
+        opt_G.step()
+    finally:
+        for p, flag in zip(D.parameters(), flags):
+            p.requires_grad_(flag)
+    return {"loss_G": loss_G.item()}

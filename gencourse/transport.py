@@ -1,14 +1,47 @@
-r"""Optimal transport (chapter 02). In one dimension the optimal plan matches sorted samples:
+r"""Optimal transport (chapter 02).
+
+Kantorovich's problem between discrete measures :math:`a \in \Delta_n`, :math:`b \in \Delta_m`
+with a cost matrix :math:`M_{ij} = c(x_i, y_j)`:
+
+.. math:: \mathrm{OT}(a, b) = \min_{P \ge 0,\; P\mathbf 1 = a,\; P^\top \mathbf 1 = b} \langle P, M\rangle
+          = \max_{f_i + g_j \le M_{ij}} \langle f, a\rangle + \langle g, b\rangle ,
+
+solved exactly (POT's network simplex, :func:`exact_ot`), with an entropic penalty
+(:func:`sinkhorn`, log-domain), or in its dual form (:func:`kantorovich_dual`, :func:`c_transform`).
+Closed forms: in one dimension the optimal plan matches sorted samples,
 
 .. math:: W_p(\mu, \nu)^p = \int_0^1 |F_\mu^{-1}(u) - F_\nu^{-1}(u)|^p\, du
-          = \frac1n \sum_{i=1}^n |x_{(i)} - y_{(i)}|^p \quad\text{(n samples each)}
+          = \frac1n \sum_{i=1}^n |x_{(i)} - y_{(i)}|^p \quad\text{(n samples each)},
+
+and between Gaussians :func:`wasserstein2_gaussians`. For :math:`W_1` the Kantorovich–Rubinstein
+duality :math:`W_1(P, Q) = \sup_{\|f\|_L \le 1} \mathbb E_P f - \mathbb E_Q f` is estimated with a
+neural critic (:func:`critic_objective`) kept Lipschitz by weight clipping (:func:`clip_weights_`)
+or a gradient penalty (:func:`gradient_penalty`): the WGAN critic of chapter 08.
 """
 
 from __future__ import annotations
 
-import torch
+from typing import Callable, NamedTuple
 
-__all__ = ["wasserstein_1d"]
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = [
+    "wasserstein_1d",
+    "wasserstein_1d_quantile",
+    "cost_matrix",
+    "exact_ot",
+    "wasserstein",
+    "SinkhornResult",
+    "sinkhorn",
+    "wasserstein2_gaussians",
+    "kantorovich_dual",
+    "c_transform",
+    "critic_objective",
+    "gradient_penalty",
+    "clip_weights_",
+]
 
 
 def wasserstein_1d(x: torch.Tensor, y: torch.Tensor, p: float = 1.0) -> torch.Tensor:
@@ -16,7 +49,8 @@ def wasserstein_1d(x: torch.Tensor, y: torch.Tensor, p: float = 1.0) -> torch.Te
     number of samples, by sorting (differentiable in ``x`` and ``y``).
 
     ``x`` and ``y`` of shape ``(n,)``; returns a scalar tensor
-    :math:`\left(\frac1n\sum_i |x_{(i)} - y_{(i)}|^p\right)^{1/p}`.
+    :math:`\left(\frac1n\sum_i |x_{(i)} - y_{(i)}|^p\right)^{1/p}` (:math:`W_p`, not :math:`W_p^p`).
+    For samples of different sizes use :func:`wasserstein_1d_quantile`.
     """
     if x.ndim != 1 or y.ndim != 1 or x.shape != y.shape:
         raise ValueError(f"x and y must be 1-D with the same length, got shapes {tuple(x.shape)} and {tuple(y.shape)}")
@@ -24,3 +58,286 @@ def wasserstein_1d(x: torch.Tensor, y: torch.Tensor, p: float = 1.0) -> torch.Te
         raise ValueError(f"p must be >= 1, got {p}")
     cost = (x.sort().values - y.sort().values).abs().pow(p).mean()
     return cost.pow(1.0 / p)
+
+
+def wasserstein_1d_quantile(x: torch.Tensor, y: torch.Tensor, p: float = 1.0) -> torch.Tensor:
+    r"""Wasserstein-:math:`p` distance between empirical measures on the line of any sizes
+    :math:`n` and :math:`m`, through their quantile functions (differentiable in ``x`` and ``y``).
+
+    The quantile functions are step functions with steps at :math:`i/n` and :math:`j/m`; between
+    two consecutive steps :math:`u_{k-1} < u \le u_k` both are constant, so
+
+    .. math:: W_p^p = \int_0^1 |F_x^{-1}(u) - F_y^{-1}(u)|^p du
+              = \sum_k (u_k - u_{k-1})\, \big|x_{(\lceil u_k n\rceil)} - y_{(\lceil u_k m\rceil)}\big|^p .
+
+    ``x`` of shape ``(n,)``, ``y`` of shape ``(m,)``; returns a scalar tensor :math:`W_p`. With
+    :math:`n = m` it equals :func:`wasserstein_1d`.
+    """
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor) or x.ndim != 1 or y.ndim != 1 or not x.numel() or not y.numel():
+        shapes = tuple(getattr(x, "shape", ())), tuple(getattr(y, "shape", ()))
+        raise ValueError(f"x and y must be non-empty 1-D tensors, got shapes {shapes[0]} and {shapes[1]}")
+    if p < 1:
+        raise ValueError(f"p must be >= 1, got {p}")
+    xs, ys = x.sort().values, y.sort().values
+    n, m = xs.numel(), ys.numel()
+    # quantile levels u_k = levels / (n m), exact in integers
+    levels = torch.cat([torch.arange(1, n + 1) * m, torch.arange(1, m + 1) * n]).unique(sorted=True).to(xs.device)
+    widths = torch.diff(levels, prepend=levels.new_zeros(1)).to(xs.dtype) / (n * m)
+    ix = (levels + m - 1) // m - 1  # ceil(u_k n) - 1: x's quantile on (u_{k-1}, u_k]
+    iy = (levels + n - 1) // n - 1
+    cost = (widths * (xs[ix] - ys[iy]).abs().pow(p)).sum()
+    return cost.pow(1.0 / p)
+
+
+def cost_matrix(x: torch.Tensor, y: torch.Tensor, p: float = 2.0) -> torch.Tensor:
+    r"""Ground cost :math:`M_{ij} = \|x_i - y_j\|_2^p` between point clouds.
+
+    ``x`` of shape ``(n, D)``, ``y`` of shape ``(m, D)``; returns ``(n, m)`` (differentiable).
+    """
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor) or x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
+        shapes = tuple(getattr(x, "shape", ())), tuple(getattr(y, "shape", ()))
+        raise ValueError(f"x and y must have shapes (n, D) and (m, D) with the same D, got {shapes[0]} and {shapes[1]}")
+    if p <= 0:
+        raise ValueError(f"p must be > 0, got {p}")
+    diff = x[:, None, :] - y[None, :, :]  # (n, m, D)
+    sq = (diff**2).sum(-1)
+    return sq if p == 2 else sq.clamp_min(0).pow(p / 2)
+
+
+def _weights(a, n: int, like: torch.Tensor, name: str) -> torch.Tensor:
+    if a is None:
+        return torch.full((n,), 1.0 / n, dtype=like.dtype, device=like.device)
+    a = torch.as_tensor(a, dtype=like.dtype, device=like.device)
+    if a.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},) to match the cost matrix, got {tuple(a.shape)}")
+    if bool((a < 0).any()) or abs(a.sum().item() - 1) > 1e-6:
+        raise ValueError(f"{name} must be a probability vector (non-negative, summing to 1), got sum {a.sum().item():.6g}")
+    return a
+
+
+def _check_cost(M) -> torch.Tensor:
+    if not isinstance(M, torch.Tensor) or M.ndim != 2 or not M.is_floating_point():
+        raise ValueError(f"M must be a floating-point tensor of shape (n, m), got {tuple(getattr(M, 'shape', ())) or type(M).__name__}")
+    return M
+
+
+def exact_ot(a, b, M: torch.Tensor):
+    r"""Exact optimal transport by the network simplex (``ot.emd`` of POT, Bonneel et al., 2011).
+
+    .. math:: P^* = \arg\min_{P \in U(a, b)} \langle P, M\rangle, \qquad
+              U(a, b) = \{P \ge 0 : P\mathbf 1_m = a,\ P^\top \mathbf 1_n = b\}
+
+    ``a`` of shape ``(n,)``, ``b`` of shape ``(m,)`` (probability vectors; ``None`` for uniform),
+    ``M`` of shape ``(n, m)``. Returns ``(plan, cost)``: the plan ``(n, m)`` (row ``i`` = where the
+    mass of :math:`x_i` goes) and :math:`\langle P^*, M\rangle`, differentiable in ``M`` (the
+    gradient of the optimal cost with respect to :math:`M` is :math:`P^*`).
+    """
+    import ot
+
+    M = _check_cost(M)
+    a, b = _weights(a, M.shape[0], M, "a"), _weights(b, M.shape[1], M, "b")
+    plan = ot.emd(a.detach().cpu().double().numpy(), b.detach().cpu().double().numpy(), M.detach().cpu().double().numpy())
+    plan = torch.from_numpy(plan).to(dtype=M.dtype, device=M.device)
+    return plan, (plan * M).sum()
+
+
+def wasserstein(x: torch.Tensor, y: torch.Tensor, p: float = 1.0, a=None, b=None) -> torch.Tensor:
+    r"""Exact :math:`W_p` between point clouds: :math:`\big(\min_{P \in U(a,b)} \sum_{ij} P_{ij}\|x_i - y_j\|^p\big)^{1/p}`.
+
+    ``x`` ``(n, D)``, ``y`` ``(m, D)``, weights ``a`` ``(n,)``, ``b`` ``(m,)`` (default uniform).
+    Returns a scalar tensor, differentiable in ``x`` and ``y``.
+    """
+    if p < 1:
+        raise ValueError(f"p must be >= 1, got {p}")
+    _, cost = exact_ot(a, b, cost_matrix(x, y, p))
+    return cost.clamp_min(0).pow(1.0 / p)
+
+
+class SinkhornResult(NamedTuple):
+    """What :func:`sinkhorn` returns: the plan ``(n, m)``, the dual potentials ``f`` ``(n,)`` and
+    ``g`` ``(m,)``, the number of iterations run and the final marginal error :math:`\\|P\\mathbf 1 - a\\|_1`."""
+
+    plan: torch.Tensor
+    f: torch.Tensor
+    g: torch.Tensor
+    n_iters: int
+    error: float
+
+
+def sinkhorn(a, b, M: torch.Tensor, eps: float, n_iters: int = 1000, tol: float = 1e-9) -> SinkhornResult:
+    r"""Entropic optimal transport by Sinkhorn's iterations in the log domain (Cuturi, 2013;
+    Peyré & Cuturi, 2019, Remark 4.23).
+
+    Solves :math:`\min_{P \in U(a, b)} \langle P, M\rangle - \varepsilon H(P)`,
+    :math:`H(P) = -\sum_{ij} P_{ij}(\log P_{ij} - 1)`, whose solution is
+    :math:`P_{ij} = \exp\big((f_i + g_j - M_{ij})/\varepsilon\big)`. Alternately making each
+    marginal exact:
+
+    .. math:: f_i \leftarrow \varepsilon\log a_i - \varepsilon \operatorname{logsumexp}_j \frac{g_j - M_{ij}}{\varepsilon},
+              \qquad g_j \leftarrow \varepsilon\log b_j - \varepsilon \operatorname{logsumexp}_i \frac{f_i - M_{ij}}{\varepsilon}
+
+    Working with the potentials :math:`f, g` instead of :math:`u = e^{f/\varepsilon}` keeps small
+    :math:`\varepsilon` from underflowing. Stops when :math:`\|P\mathbf 1 - a\|_1 <` ``tol``
+    (checked every 10 iterations) or after ``n_iters``. ``a`` ``(n,)``, ``b`` ``(m,)`` probability
+    vectors with positive entries (``None``: uniform), ``M`` ``(n, m)``; ``eps`` > 0.
+    Differentiable (by unrolling). Same plan as ``ot.sinkhorn(a, b, M, reg=eps)``.
+    """
+    M = _check_cost(M)
+    if not float(eps) > 0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+    if not isinstance(n_iters, int) or n_iters < 1:
+        raise ValueError(f"n_iters must be a positive int, got {n_iters!r}")
+    a, b = _weights(a, M.shape[0], M, "a"), _weights(b, M.shape[1], M, "b")
+    if bool((a <= 0).any()) or bool((b <= 0).any()):
+        raise ValueError("a and b must be strictly positive for the log-domain iterations (drop the points of zero mass)")
+    log_a, log_b = a.log(), b.log()
+    f, g = torch.zeros_like(a), torch.zeros_like(b)
+    error, it = float("inf"), 0
+    for it in range(1, n_iters + 1):
+        f = eps * log_a - eps * torch.logsumexp((g[None, :] - M) / eps, dim=1)  # rows sum to a
+        g = eps * log_b - eps * torch.logsumexp((f[:, None] - M) / eps, dim=0)  # columns sum to b
+        if it % 10 == 0 or it == n_iters:
+            plan = torch.exp((f[:, None] + g[None, :] - M) / eps)
+            error = (plan.sum(1) - a).abs().sum().item()
+            if error < tol:
+                break
+    plan = torch.exp((f[:, None] + g[None, :] - M) / eps)  # (n, m)
+    return SinkhornResult(plan, f, g, it, error)
+
+
+def _sqrtm_psd(S: torch.Tensor) -> torch.Tensor:
+    evals, evecs = torch.linalg.eigh(S)
+    return (evecs * evals.clamp_min(0).sqrt()) @ evecs.transpose(-1, -2)
+
+
+def wasserstein2_gaussians(mu1, Sigma1, mu2, Sigma2) -> torch.Tensor:
+    r"""Closed-form :math:`W_2` between Gaussians (Dowson & Landau, 1982; Olkin & Pukelsheim, 1982).
+
+    .. math:: W_2^2\big(\mathcal N(\mu_1, \Sigma_1), \mathcal N(\mu_2, \Sigma_2)\big) = \|\mu_1 - \mu_2\|^2
+              + \operatorname{tr}\Big(\Sigma_1 + \Sigma_2 - 2\big(\Sigma_2^{1/2}\Sigma_1\Sigma_2^{1/2}\big)^{1/2}\Big)
+
+    (the second term is the squared Bures distance; in one dimension :math:`(\sigma_1 - \sigma_2)^2`).
+    ``mu*`` of shape ``(D,)``, ``Sigma*`` ``(D, D)`` symmetric positive semi-definite. Returns
+    :math:`W_2` (not squared), a scalar tensor. Source: chapter 02.
+    """
+    mu1, Sigma1, mu2, Sigma2 = (torch.as_tensor(v, dtype=torch.get_default_dtype()) if not isinstance(v, torch.Tensor) else v
+                                for v in (mu1, Sigma1, mu2, Sigma2))
+    D = mu1.shape[-1] if mu1.ndim == 1 else -1
+    if mu1.ndim != 1 or mu2.shape != (D,) or Sigma1.shape != (D, D) or Sigma2.shape != (D, D):
+        raise ValueError(f"expected mu1, mu2 of shape (D,) and Sigma1, Sigma2 of shape (D, D), got "
+                         f"{tuple(mu1.shape)}, {tuple(mu2.shape)}, {tuple(Sigma1.shape)}, {tuple(Sigma2.shape)}")
+    root2 = _sqrtm_psd(Sigma2)
+    cross = root2 @ Sigma1 @ root2
+    tr_sqrt = torch.linalg.eigvalsh(0.5 * (cross + cross.T)).clamp_min(0).sqrt().sum()
+    w2_sq = ((mu1 - mu2) ** 2).sum() + torch.trace(Sigma1) + torch.trace(Sigma2) - 2 * tr_sqrt
+    return w2_sq.clamp_min(0).sqrt()
+
+
+def kantorovich_dual(a, b, M: torch.Tensor):
+    r"""Solve the dual of the discrete Kantorovich problem as a linear program (``scipy.optimize.linprog``, HiGHS).
+
+    .. math:: \max_{f \in \mathbb R^n,\, g \in \mathbb R^m} \sum_i a_i f_i + \sum_j b_j g_j
+              \quad\text{subject to}\quad f_i + g_j \le M_{ij} \ \ \forall i, j
+
+    Its value equals the primal :math:`\min_P \langle P, M\rangle` (strong duality); the potentials
+    are defined up to :math:`(f + c, g - c)`. ``a`` ``(n,)``, ``b`` ``(m,)`` (``None``: uniform),
+    ``M`` ``(n, m)``, with :math:`n m` constraints: for small problems. Returns ``(f, g, value)``
+    (tensors ``(n,)``, ``(m,)``, a float).
+    """
+    import scipy.optimize
+    import scipy.sparse
+
+    M = _check_cost(M)
+    n, m = M.shape
+    a, b = _weights(a, n, M, "a"), _weights(b, m, M, "b")
+    rows = np.arange(n * m)
+    i, j = np.divmod(rows, m)  # constraint (i, j) is row i*m + j
+    A = scipy.sparse.coo_matrix((np.ones(2 * n * m), (np.concatenate([rows, rows]), np.concatenate([i, n + j]))), shape=(n * m, n + m))
+    c = -np.concatenate([a.detach().cpu().double().numpy(), b.detach().cpu().double().numpy()])  # maximise = minimise -value
+    res = scipy.optimize.linprog(c, A_ub=A.tocsr(), b_ub=M.detach().cpu().double().numpy().reshape(-1), bounds=(None, None), method="highs")
+    if res.status != 0:
+        raise RuntimeError(f"linprog failed on the Kantorovich dual: {res.message}")
+    f = torch.from_numpy(res.x[:n]).to(M.dtype)
+    g = torch.from_numpy(res.x[n:]).to(M.dtype)
+    return f, g, float(-res.fun)
+
+
+def c_transform(f: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
+    r"""The :math:`c`-transform of a potential on the source points:
+
+    .. math:: f^c_j = \min_i \big(M_{ij} - f_i\big),
+
+    the largest :math:`g` with :math:`f_i + g_j \le M_{ij}`; replacing :math:`g` by :math:`f^c`
+    never lowers the dual value. ``f`` of shape ``(n,)``, ``M`` ``(n, m)``; returns ``(m,)``.
+    (The transform of a potential on the target points is ``c_transform(g, M.T)``.)
+    """
+    M = _check_cost(M)
+    if not isinstance(f, torch.Tensor) or f.shape != (M.shape[0],):
+        raise ValueError(f"f must have shape (n,) = ({M.shape[0]},) to match M of shape {tuple(M.shape)}, got {tuple(getattr(f, 'shape', ()))}")
+    return (M - f[:, None]).min(dim=0).values
+
+
+def critic_objective(critic: Callable[[torch.Tensor], torch.Tensor], x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
+    r"""The Kantorovich–Rubinstein objective that a Wasserstein critic maximises:
+
+    .. math:: \mathbb E_{x \sim P}[f(x)] - \mathbb E_{x \sim Q}[f(x)] \;\le\; K \cdot W_1(P, Q)
+              \quad\text{for a } K\text{-Lipschitz } f,
+
+    with equality at the best 1-Lipschitz :math:`f` (Villani, 2008, Remark 6.5; Arjovsky et al.,
+    2017). ``critic`` maps ``(B, ...)`` to ``(B,)`` or ``(B, 1)``; ``x_real`` ``(B, ...)`` from
+    :math:`P`, ``x_fake`` ``(B', ...)`` from :math:`Q`. Returns a scalar; the critic's loss is its
+    negative (chapters 02 and 08).
+    """
+    d_real, d_fake = critic(x_real), critic(x_fake)
+    for d, x, name in ((d_real, x_real, "x_real"), (d_fake, x_fake, "x_fake")):
+        if d.reshape(d.shape[0], -1).shape[1] != 1 or d.shape[0] != x.shape[0]:
+            raise ValueError(f"critic({name}) must have shape (B,) or (B, 1) with B = {x.shape[0]}, got {tuple(d.shape)}")
+    return d_real.mean() - d_fake.mean()
+
+
+def gradient_penalty(
+    critic: Callable[[torch.Tensor], torch.Tensor],
+    x_real: torch.Tensor,
+    x_fake: torch.Tensor,
+    u: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    r"""The WGAN-GP gradient penalty (Gulrajani et al., 2017, eq. (3)), without its weight :math:`\lambda`:
+
+    .. math:: \hat x = u\, x_\text{real} + (1 - u)\, x_\text{fake}, \quad u \sim \mathcal U[0, 1]
+              \text{ one per sample}, \qquad
+              \mathrm{GP} = \frac1B \sum_{b=1}^B \big(\|\nabla_{\hat x} f(\hat x_b)\|_2 - 1\big)^2
+
+    The norm is taken **per sample over all of its dimensions** (all pixels and channels of an
+    image), not per coordinate. ``x_real``, ``x_fake`` of the same shape ``(B, ...)``; ``u`` of
+    shape ``(B,)`` (or ``(B, 1, ..., 1)``), drawn with ``generator`` when not given. Returns a
+    scalar that keeps the graph (``create_graph=True``), so ``(-critic_objective + lambda_gp * GP)
+    .backward()`` trains the critic. The interpolates are detached from ``x_real``/``x_fake``.
+    """
+    if x_real.shape != x_fake.shape or x_real.ndim < 2:
+        raise ValueError(f"x_real and x_fake must have the same shape (B, ...), got {tuple(x_real.shape)} and {tuple(x_fake.shape)}")
+    B = x_real.shape[0]
+    bshape = (B,) + (1,) * (x_real.ndim - 1)
+    if u is None:
+        u = torch.rand(B, generator=generator, dtype=x_real.dtype, device=generator.device if generator is not None else x_real.device).to(x_real.device)
+    if u.numel() != B or u.shape[0] != B:
+        raise ValueError(f"u must hold one number per sample, shape ({B},) or {bshape}, got {tuple(u.shape)}")
+    u = u.reshape(bshape)
+    x_hat = (u * x_real + (1 - u) * x_fake).detach().requires_grad_(True)
+    with torch.enable_grad():
+        d_hat = critic(x_hat)
+        (grad,) = torch.autograd.grad(d_hat.sum(), x_hat, create_graph=True)
+    norm = grad.reshape(B, -1).norm(2, dim=1)  # (B,): one norm per sample, over all dimensions
+    return ((norm - 1) ** 2).mean()
+
+
+@torch.no_grad()
+def clip_weights_(module: nn.Module, c: float = 0.01) -> nn.Module:
+    r"""Clamp every parameter of ``module`` to :math:`[-c, c]` in place (the original WGAN, Arjovsky
+    et al., 2017, Algorithm 1, :math:`c = 0.01`). This makes the critic :math:`K`-Lipschitz for some
+    :math:`K` that depends on :math:`c` and the architecture, not 1-Lipschitz. Returns ``module``."""
+    if not float(c) > 0:
+        raise ValueError(f"c must be > 0, got {c}")
+    for p in module.parameters():
+        p.clamp_(-c, c)
+    return module

@@ -39,3 +39,14 @@ def test_loss_curves_and_2d_plots():
         plotting.scatter2d(torch.randn(10, 3))
     ax = plotting.density2d(lambda x: -0.5 * (x**2).sum(1), lim=2, n=20)
     assert ax.get_images()[0].get_array().shape == (20, 20)
+
+
+def test_transport_plan_draws_one_line_per_moved_mass():
+    x, y = torch.randn(4, 2), torch.randn(3, 2)
+    plan = torch.tensor([[0.25, 0.0, 0.0], [0.0, 0.25, 0.0], [0.0, 0.05, 0.2], [0.0, 0.0, 0.25]])
+    ax = plotting.transport_plan(x, y, plan)
+    segments = ax.collections[0].get_segments()
+    assert len(segments) == 5
+    assert np.allclose(segments[-1], np.stack([x[2].numpy(), y[1].numpy()]))  # the smallest mass is drawn last
+    with pytest.raises(ValueError, match=r"plan must have shape \(n, m\) = \(4, 3\)"):
+        plotting.transport_plan(x, y, plan.T)

@@ -2,6 +2,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.special
 import scipy.stats
 import torch
 
@@ -67,3 +68,35 @@ def test_chi2_is_the_pushforward_of_a_square():
     x = torch.randn(20_000, generator=g, dtype=torch.float64) ** 2
     chi2 = lambda t: torch.from_numpy(scipy.stats.chi2(1).cdf(t.numpy()))
     assert sampling.ks_statistic(x, chi2) < 1.358 / math.sqrt(len(x))
+
+
+def test_rejection_sampling_follows_an_unnormalised_density():
+    g = torch.Generator().manual_seed(0)
+    # Beta(2, 5) known up to its constant: p~(x) = x (1 - x)^4 on [0, 1], max 4^4/5^5 at x = 1/5
+    log_p_tilde = lambda x: torch.log(x) + 4 * torch.log1p(-x)  # noqa: E731
+    log_M = math.log(4**4 / 5**5)
+    x, rate = sampling.rejection_sample(
+        log_p_tilde, lambda n, gen: torch.rand(n, generator=gen, dtype=torch.float64).clamp(1e-12, 1 - 1e-12),
+        lambda x: torch.zeros_like(x), log_M, 20_000, generator=g,
+    )
+    assert x.shape == (20_000,)
+    Z = scipy.special.beta(2, 5)  # acceptance rate = Z / M
+    assert rate == pytest.approx(Z / math.exp(log_M), rel=0.03)
+    assert scipy.stats.kstest(x.numpy(), scipy.stats.beta(2, 5).cdf).pvalue > 1e-3
+    with pytest.raises(ValueError, match="log_M .* too small"):
+        sampling.rejection_sample(log_p_tilde, lambda n, gen: torch.rand(n, generator=gen, dtype=torch.float64),
+                                  lambda x: torch.zeros_like(x), log_M - 1.0, 100, generator=g)
+
+
+def test_langevin_has_the_stationary_variance_of_its_discretisation():
+    g = torch.Generator().manual_seed(1)
+    tau = 0.2
+    x = sampling.langevin(lambda x: -x, torch.zeros(40_000, 1, dtype=torch.float64), tau, 200, generator=g)
+    # x' = (1 - tau) x + sqrt(2 tau) xi has stationary variance 2 tau / (1 - (1 - tau)^2) = 1 / (1 - tau/2)
+    assert x.var().item() == pytest.approx(1 / (1 - tau / 2), rel=0.03)
+    assert abs(x.mean().item()) < 0.03
+    y = sampling.langevin(lambda x: -x, torch.zeros(5, 2), 0.1, 3, generator=torch.Generator().manual_seed(2))
+    z = sampling.langevin(lambda x: -x, torch.zeros(5, 2), 0.1, 3, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(y, z)
+    with pytest.raises(ValueError, match="step_size must be > 0"):
+        sampling.langevin(lambda x: -x, torch.zeros(3), 0.0, 3)

@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 #: Modules that register chapter checks, imported the first time an unknown id is asked for.
-CHAPTER_CHECKS: list[str] = ["gencourse.grading.ch00"]
+CHAPTER_CHECKS: list[str] = ["gencourse.grading.ch00", "gencourse.grading.ch01", "gencourse.grading.ch02", "gencourse.grading.ch03", "gencourse.grading.ch04", "gencourse.grading.ch06", "gencourse.grading.ch07", "gencourse.grading.ch11", "gencourse.grading.ch12"]
 
 _REGISTRY: dict[str, Callable[..., Any]] = {}
 _IMPORTED: set[str] = set()

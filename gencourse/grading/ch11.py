@@ -1,0 +1,217 @@
+"""Public checks for the exercises of chapter 11 (diffusion models).
+
+Each check compares the student's function with :mod:`gencourse.diffusion` and, when the answer
+matches a classic mistake, says which: an off-by-one in :math:`t` (:math:`\\bar\\alpha_{t-1}` used
+where :math:`\\bar\\alpha_t` is meant), a missing square root, :math:`\\bar\\alpha_t` where
+:math:`\\alpha_t` is meant, noise added at the last step, a sum where the mean is meant.
+"""
+
+from __future__ import annotations
+
+from .checks import expect, expect_close, expect_shape, register
+
+
+def _close(a, b, rtol=1e-4, atol=1e-5) -> bool:
+    import torch
+
+    try:
+        a = torch.as_tensor(a, dtype=torch.float64)
+        b = torch.as_tensor(b, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+    return a.shape == b.shape and bool(torch.allclose(a, b, rtol=rtol, atol=atol))
+
+
+def _diagnose(got, mistakes: dict, what: str, expected=None) -> None:
+    """Raise ``AssertionError`` naming the first mistake whose result ``got`` reproduces (mistakes
+    that coincide with the ``expected`` result for these inputs are skipped)."""
+    for hint, wrong in mistakes.items():
+        if expected is not None and _close(wrong, expected):
+            continue
+        if _close(got, wrong):
+            raise AssertionError(f"{what}: {hint}")
+
+
+def _schedule(T: int = 50):
+    from gencourse import diffusion
+
+    return diffusion.linear_schedule(T=T, beta_1=1e-3, beta_T=0.2)
+
+
+def _batch(seed: int = 0, B: int = 4):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(B, 1, 3, 3, generator=g) for _ in range(3))
+
+
+def _bc(a, t):
+    """``a[t]`` as ``(B, 1, 1, 1)``."""
+    return a[t].view(-1, 1, 1, 1)
+
+
+@register("11.q_sample")
+def _q_sample(q_sample):
+    import torch
+
+    from gencourse import diffusion
+
+    sched = _schedule()
+    ab = sched.alpha_bar
+    x0, eps, _ = _batch(0)
+    t = torch.tensor([1, 7, 30, 50])
+    try:
+        got = q_sample(x0, t, eps, ab)
+    except NotImplementedError:
+        raise
+    except RuntimeError as err:
+        raise AssertionError(f"q_sample raised {err}; alpha_bar[t] has shape (B,): reshape it to (B, 1, 1, 1) "
+                             "(.view(-1, 1, 1, 1)) so that it broadcasts over the pixels of each image") from None
+    expect_shape(got, tuple(x0.shape), what="q_sample(x0, t, eps, alpha_bar)")
+    expected = diffusion.q_sample(x0, t, eps, ab)
+    _diagnose(got, {
+        "you used alpha_bar[t - 1] where alpha_bar[t] is meant (off by one in t; arrays are indexed by t = 0..T)":
+            _bc(ab, t - 1).sqrt() * x0 + (1 - _bc(ab, t - 1)).sqrt() * eps,
+        "you used alpha_bar[t + 1] where alpha_bar[t] is meant (off by one in t)":
+            _bc(ab, (t + 1).clamp(max=50)).sqrt() * x0 + (1 - _bc(ab, (t + 1).clamp(max=50))).sqrt() * eps,
+        "the square roots are missing: x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps": _bc(ab, t) * x0 + (1 - _bc(ab, t)) * eps,
+        "the square root on the noise term is missing: its standard deviation is sqrt(1 - alpha_bar_t)":
+            _bc(ab, t).sqrt() * x0 + (1 - _bc(ab, t)) * eps,
+        "the square root on the signal term is missing: the mean is sqrt(alpha_bar_t) x0": _bc(ab, t) * x0 + (1 - _bc(ab, t)).sqrt() * eps,
+        "you used alpha_t = 1 - beta_t instead of the cumulative product alpha_bar_t":
+            _bc(sched.alpha, t).sqrt() * x0 + (1 - _bc(sched.alpha, t)).sqrt() * eps,
+        "x0 and eps are swapped": _bc(ab, t).sqrt() * eps + (1 - _bc(ab, t)).sqrt() * x0,
+    }, "q_sample", expected)
+    expect_close(got, expected, what="q_sample(x0, t, eps, alpha_bar)", rtol=1e-4, atol=1e-5,
+                 hint="x_t = sqrt(alpha_bar[t]) * x0 + sqrt(1 - alpha_bar[t]) * eps, with alpha_bar[t] of shape (B, 1, 1, 1)")
+    expect_close(q_sample(x0, torch.zeros(4, dtype=torch.long), eps, ab), x0, what="q_sample at t = 0 (alpha_bar_0 = 1)",
+                 rtol=1e-5, atol=1e-6)
+
+
+@register("11.ddpm_loss")
+def _ddpm_loss(ddpm_loss):
+    import torch
+
+    from gencourse import diffusion
+
+    sched = _schedule()
+    ab = sched.alpha_bar
+    x0, eps, W = _batch(1)
+    t = torch.tensor([1, 2, 25, 50])
+    seen = {}
+
+    def eps_model(x_t, t_in):
+        seen["t"] = t_in
+        return W * x_t
+
+    got = ddpm_loss(eps_model, x0, t, eps, ab)
+    expect("t" in seen, "ddpm_loss must call eps_model(x_t, t)")
+    t_seen = torch.as_tensor(seen["t"])
+    expected = diffusion.ddpm_loss(eps_model, x0, ab, t=t, eps=eps)
+    expect(torch.is_tensor(got) and got.numel() == 1, f"ddpm_loss must return a scalar tensor, got {type(got).__name__} "
+           f"{tuple(got.shape) if torch.is_tensor(got) else ''}")
+    x_t = _bc(ab, t).sqrt() * x0 + (1 - _bc(ab, t)).sqrt() * eps
+    x_t_prev = _bc(ab, t - 1).sqrt() * x0 + (1 - _bc(ab, t - 1)).sqrt() * eps
+    _diagnose(got, {
+        "the loss is the mean over the batch AND the pixels (F.mse_loss); you summed over the pixels":
+            ((eps - W * x_t) ** 2).flatten(1).sum(1).mean(),
+        "the loss is the mean, not the sum, of the squared errors": ((eps - W * x_t) ** 2).sum(),
+        "x_t must be built with alpha_bar[t], not alpha_bar[t - 1] (off by one in t)": ((eps - W * x_t_prev) ** 2).mean(),
+        "the target is the noise eps, not x0": ((x0 - W * x_t) ** 2).mean(),
+        "the square is missing: use the squared error (eps - eps_theta)^2": (eps - W * x_t).abs().mean(),
+    }, "ddpm_loss", expected)
+    expect(t_seen.shape == t.shape and torch.equal(t_seen.long(), t),
+           f"eps_model must be called with the same t that noised x0 (got t = {t_seen.tolist()}, expected {t.tolist()})")
+    expect_close(got, expected, what="ddpm_loss", rtol=1e-4, atol=1e-6,
+                 hint="loss = mean((eps - eps_model(sqrt(ab_t) x0 + sqrt(1 - ab_t) eps, t))^2)")
+    x0.requires_grad_(False)
+    W.requires_grad_(True)
+    loss = ddpm_loss(eps_model, x0, t, eps, ab)
+    expect(torch.is_tensor(loss) and loss.requires_grad and W.grad is None and (loss.backward() or W.grad is not None),
+           "the loss carries no gradient to the model: do not detach eps_model's output or call .item()")
+
+
+@register("11.ddpm_step")
+def _ddpm_step(ddpm_step):
+    import torch
+
+    from gencourse import diffusion
+
+    sched = _schedule()
+    beta, ab, alpha = sched.beta, sched.alpha_bar, sched.alpha
+    x_t, eps_hat, z = _batch(2)
+    for t in (7, 50):
+        got = ddpm_step(x_t, t, eps_hat, beta, ab, z)
+        expect_shape(got, tuple(x_t.shape), what=f"ddpm_step at t = {t}")
+        expected = diffusion.ddpm_step(x_t, t, eps_hat, beta, ab, z)
+        mean = (x_t - beta[t] / (1 - ab[t]).sqrt() * eps_hat) / alpha[t].sqrt()
+        _diagnose(got, {
+            "the noise is sigma_t z with sigma_t = sqrt(beta_t), not beta_t": mean + beta[t] * z,
+            "divide by sqrt(alpha_t) (one step), not sqrt(alpha_bar_t)":
+                (x_t - beta[t] / (1 - ab[t]).sqrt() * eps_hat) / ab[t].sqrt() + beta[t].sqrt() * z,
+            "the noise coefficient is beta_t / sqrt(1 - alpha_bar_t): the square root is missing":
+                (x_t - beta[t] / (1 - ab[t]) * eps_hat) / alpha[t].sqrt() + beta[t].sqrt() * z,
+            "the noise coefficient is beta_t / sqrt(1 - alpha_bar_t), with alpha_bar (not alpha) under the root":
+                (x_t - beta[t] / (1 - alpha[t]).sqrt() * eps_hat) / alpha[t].sqrt() + beta[t].sqrt() * z,
+            "off by one in t: use beta[t] and alpha_bar[t], not index t - 1":
+                (x_t - beta[t - 1] / (1 - ab[t - 1]).sqrt() * eps_hat) / (1 - beta[t - 1]).sqrt() + beta[t - 1].sqrt() * z,
+            "the random term sigma_t z is missing for t > 1": mean,
+        }, f"ddpm_step at t = {t}", expected)
+        expect_close(got, expected, what=f"ddpm_step at t = {t}", rtol=1e-4, atol=1e-5,
+                     hint="x_{t-1} = (x_t - beta_t / sqrt(1 - alpha_bar_t) * eps_hat) / sqrt(alpha_t) + sqrt(beta_t) * z")
+    got = ddpm_step(x_t, 1, eps_hat, beta, ab, z)
+    last = (x_t - beta[1] / (1 - ab[1]).sqrt() * eps_hat) / alpha[1].sqrt()
+    _diagnose(got, {"no noise is added at the last step (t = 1): Algorithm 2 returns the mean there": last + beta[1].sqrt() * z},
+              "ddpm_step at t = 1")
+    expect_close(got, last, what="ddpm_step at t = 1", rtol=1e-4, atol=1e-5, hint="at t = 1, x_0 = (x_1 - beta_1 / sqrt(1 - alpha_bar_1) eps_hat) / sqrt(alpha_1)")
+
+
+@register("11.ddim_step")
+def _ddim_step(ddim_step):
+    import torch
+
+    from gencourse import diffusion
+
+    sched = _schedule()
+    ab = sched.alpha_bar
+    x_t, eps_hat, _ = _batch(3)
+    for t, s in ((40, 30), (10, 9), (50, 25)):
+        got = ddim_step(x_t, t, s, eps_hat, ab)
+        expect_shape(got, tuple(x_t.shape), what=f"ddim_step from t = {t} to {s}")
+        expected = diffusion.ddim_step(x_t, t, s, eps_hat, ab)
+        x0 = (x_t - (1 - ab[t]).sqrt() * eps_hat) / ab[t].sqrt()
+        _diagnose(got, {
+            "alpha_bar_t and alpha_bar_{t_prev} are swapped: x0_hat uses alpha_bar[t], the new point alpha_bar[t_prev]":
+                ab[t].sqrt() * ((x_t - (1 - ab[s]).sqrt() * eps_hat) / ab[s].sqrt()) + (1 - ab[t]).sqrt() * eps_hat,
+            "the new point must use alpha_bar[t_prev], not alpha_bar[t - 1] (DDIM skips steps)":
+                ab[t - 1].sqrt() * x0 + (1 - ab[t - 1]).sqrt() * eps_hat,
+            "x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps_hat) / sqrt(alpha_bar_t): a square root is missing":
+                ab[s].sqrt() * ((x_t - (1 - ab[t]) * eps_hat) / ab[t].sqrt()) + (1 - ab[s]).sqrt() * eps_hat,
+            "the direction term is sqrt(1 - alpha_bar_{t_prev}) eps_hat: the square root is missing": ab[s].sqrt() * x0 + (1 - ab[s]) * eps_hat,
+            "the direction term sqrt(1 - alpha_bar_{t_prev}) eps_hat is missing": ab[s].sqrt() * x0,
+        }, f"ddim_step from t = {t} to {s}", expected)
+        expect_close(got, expected, what=f"ddim_step from t = {t} to {s}", rtol=1e-4, atol=1e-5,
+                     hint="x_s = sqrt(ab_s) * x0_hat + sqrt(1 - ab_s) * eps_hat with x0_hat = (x_t - sqrt(1 - ab_t) eps_hat) / sqrt(ab_t)")
+    # with the exact noise of a point mass, one step from t = T to 0 lands on the point
+    x_star = torch.full((1, 1, 3, 3), 0.3)
+    x_T = torch.randn(4, 1, 3, 3, generator=torch.Generator().manual_seed(4))
+    eps_true = (x_T - ab[50].sqrt() * x_star) / (1 - ab[50]).sqrt()
+    expect_close(ddim_step(x_T, 50, 0, eps_true, ab), x_star.expand(4, 1, 3, 3), what="one DDIM step from T to 0 with the true noise",
+                 rtol=1e-4, atol=1e-4, hint="with the true noise, x0_hat is exact, and at t_prev = 0 (alpha_bar_0 = 1) x_s = x0_hat")
+
+
+@register("11.guided_eps")
+def _guided_eps(guided_eps):
+    import torch
+
+    c, u = torch.tensor([1.0, -2.0, 0.5]), torch.tensor([0.5, 1.0, 0.5])
+    for w in (0.0, 3.0):
+        got = guided_eps(c, u, w)
+        _diagnose(got, {
+            "here w = 0 is the conditional model, eps = (1 + w) eps_cond - w eps_uncond; you used the other convention "
+            "eps_uncond + w (eps_cond - eps_uncond), which is this one with w - 1": u + w * (c - u),
+            "the guidance pushes away from the unconditional prediction: eps = eps_cond + w (eps_cond - eps_uncond), not minus":
+                c - w * (c - u),
+        }, f"guided_eps with w = {w}", (1 + w) * c - w * u)
+        expect_close(got, (1 + w) * c - w * u, what=f"guided_eps with w = {w}", rtol=1e-6, atol=1e-7,
+                     hint="eps_tilde = (1 + w) * eps_cond - w * eps_uncond")

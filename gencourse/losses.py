@@ -1,0 +1,352 @@
+r"""Losses of the course, one section per family.
+
+* **ELBO terms** (chapter 04, variational autoencoders): the Bernoulli log-likelihood of the
+  decoder, the diagonal-Gaussian log-density, the KL term, the (β-)ELBO and the importance-weighted
+  (IWAE) bound.
+* **GAN losses** (chapters 06–07): the value of the game, the discriminator's binary
+  cross-entropy, the minimax and non-saturating generator losses, least-squares and hinge
+  losses, all computed from the discriminator's **logits** (scalars, means over the batch).
+
+Conventions of the ELBO section: every term is **per image, summed over pixels** (and over latent
+dimensions), in **nats**; functions return one value per sample, shape ``(B,)``, and the training
+loss is the mean over the batch of the per-image negative ELBO. The β of the β-VAE weights the
+KL term; it is **not** the β of the diffusion noise schedule (chapter 11).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .divergences import kl_gaussians
+
+__all__ = [
+    # ELBO terms (chapter 04)
+    "bernoulli_log_likelihood",
+    "gaussian_log_density",
+    "kl_gaussians",
+    "elbo",
+    "vae_loss",
+    "iwae_bound",
+]
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def _check_tensor(value, name: str, min_ndim: int = 1) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if value.ndim < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} dimension(s), got shape {tuple(value.shape)}")
+    return value
+
+
+def _check_same_shape(a: torch.Tensor, a_name: str, b: torch.Tensor, b_name: str) -> None:
+    if a.shape != b.shape:
+        raise ValueError(f"{a_name} and {b_name} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+
+
+# ==============================================================================================
+# ELBO terms (chapter 04)
+# ==============================================================================================
+#
+# The KL term KL(N(mu, diag exp(logvar)) || N(0, I)) is gencourse.divergences.kl_gaussians
+# (chapter 01), re-exported here: 1/2 sum_k (mu_k^2 + sigma_k^2 - log sigma_k^2 - 1).
+
+
+def bernoulli_log_likelihood(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    r"""Log-likelihood of images under a Bernoulli decoder, **per image, summed over pixels** (nats).
+
+    .. math:: \log p(x \mid z) = \sum_{i=1}^{D} \big[x_i \log \sigma(\ell_i) + (1 - x_i) \log(1 - \sigma(\ell_i))\big]
+              = -\sum_{i=1}^{D} \mathrm{BCE}(\sigma(\ell_i), x_i)
+
+    with :math:`\ell` = ``logits`` the decoder's output and :math:`D = C H W` pixels. Computed from
+    the logits (``binary_cross_entropy_with_logits``), which is stable where :math:`\sigma(\ell)`
+    rounds to 0 or 1. This is the likelihood of the original VAE on MNIST (Kingma & Welling, 2014,
+    appendix C.1) and of the PyTorch example. For grey values :math:`x_i \in (0, 1)` it is *not* a
+    normalised density over :math:`[0,1]^D` (Loaiza-Ganem & Cunningham, 2019, the continuous
+    Bernoulli), so numbers are comparable between models trained with it, not with results on
+    binarised MNIST.
+
+    Args:
+        x: images ``(B, ...)`` with values in :math:`[0, 1]`.
+        logits: decoder logits, same shape as ``x``.
+
+    Returns:
+        ``(B,)``: one log-likelihood per image.
+
+    >>> x = torch.tensor([[1.0, 0.0]]); logits = torch.zeros(1, 2)
+    >>> round(bernoulli_log_likelihood(x, logits).item(), 4)  # 2 log(1/2)
+    -1.3863
+    """
+    x = _check_tensor(x, "x")
+    logits = _check_tensor(logits, "logits")
+    _check_same_shape(x, "x", logits, "logits")
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        raise ValueError(
+            f"x must have values in [0, 1] (a Bernoulli decoder models pixels in [0, 1]), "
+            f"got min {x.min().item():.4g} and max {x.max().item():.4g}"
+        )
+    bce = F.binary_cross_entropy_with_logits(logits, x, reduction="none")  # (B, ...)
+    return -bce.flatten(1).sum(1)  # sum over the pixels of each image
+
+
+def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    r"""Log-density of a diagonal Gaussian, summed over the last axis (nats).
+
+    .. math:: \log \mathcal N\big(z; \mu, \operatorname{diag} e^{v}\big)
+              = -\frac12 \sum_{k=1}^{D} \Big[\log 2\pi + v_k + \frac{(z_k - \mu_k)^2}{e^{v_k}}\Big]
+
+    with :math:`v = \log \sigma^2` (``logvar``). Used for :math:`\log q_\phi(z \mid x)` and
+    :math:`\log p(z)` (``mu = 0``, ``logvar = 0``) in Monte-Carlo KL and importance-sampling
+    estimates (chapter 04).
+
+    Args:
+        z: points ``(..., D)``.
+        mu, logvar: broadcastable to ``z``.
+
+    Returns:
+        shape ``z.shape[:-1]``.
+
+    >>> round(gaussian_log_density(torch.zeros(1), torch.zeros(1), torch.zeros(1)).item(), 4)  # -log(2 pi)/2
+    -0.9189
+    """
+    z = _check_tensor(z, "z")
+    mu = torch.as_tensor(mu, dtype=z.dtype, device=z.device)
+    logvar = torch.as_tensor(logvar, dtype=z.dtype, device=z.device)
+    try:
+        shape = torch.broadcast_shapes(z.shape, mu.shape, logvar.shape)
+    except RuntimeError:
+        raise ValueError(
+            f"mu and logvar must broadcast to z's shape {tuple(z.shape)}, got {tuple(mu.shape)} and {tuple(logvar.shape)}"
+        ) from None
+    if shape != z.shape:
+        raise ValueError(f"mu and logvar must broadcast to z's shape {tuple(z.shape)}, not enlarge it to {tuple(shape)}")
+    return -0.5 * (LOG_2PI + logvar + (z - mu) ** 2 * torch.exp(-logvar)).sum(-1)
+
+
+def elbo(x: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
+    r"""The (β-)evidence lower bound, per image, estimated with one sample :math:`z \sim q_\phi(z \mid x)`.
+
+    .. math:: \mathrm{ELBO}_\beta(x) = \underbrace{\log p_\theta(x \mid z)}_{\text{reconstruction}}
+              \;-\; \beta\, \underbrace{\mathrm{KL}\big(q_\phi(z \mid x) \,\|\, \mathcal N(0, I)\big)}_{\text{closed form}},
+              \qquad z = \mu + \sigma \odot \varepsilon
+
+    where ``logits`` are the decoder's output at the reparameterised sample :math:`z` (Kingma &
+    Welling, 2014, eq. 10). :math:`\beta = 1` is the ELBO, a lower bound on :math:`\log p_\theta(x)`;
+    other values give the β-VAE objective (Higgins et al., 2017), which is not a bound on
+    :math:`\log p_\theta(x)` for :math:`\beta < 1`. This β is not the diffusion β (chapter 11).
+
+    Args:
+        x: images ``(B, C, H, W)`` (any ``(B, ...)``) in :math:`[0, 1]`.
+        logits: Bernoulli decoder logits at :math:`z`, same shape as ``x``.
+        mu, logvar: the encoder's :math:`\mu` and :math:`\log\sigma^2`, shape ``(B, D)``.
+        beta: weight of the KL term, ``>= 0``.
+
+    Returns:
+        ``(B,)``: per-image ELBO in nats (summed over pixels and latent dimensions).
+    """
+    if not isinstance(beta, (int, float)) or isinstance(beta, bool) or not math.isfinite(beta) or beta < 0:
+        raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
+    mu = _check_tensor(mu, "mu", 2)
+    logvar = _check_tensor(logvar, "logvar", 2)
+    _check_same_shape(mu, "mu", logvar, "logvar")
+    if mu.ndim != 2 or mu.shape[0] != x.shape[0]:
+        raise ValueError(f"mu must have shape (B, D) with B = {x.shape[0]} as in x, got {tuple(mu.shape)}")
+    log_px_z = bernoulli_log_likelihood(x, logits)  # (B,) summed over pixels
+    kl = kl_gaussians(mu, logvar)  # (B,) summed over latent dimensions
+    return log_px_z - beta * kl
+
+
+def vae_loss(x: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
+    r"""The training loss of a (β-)VAE: the negative ELBO per image, **averaged over the batch**.
+
+    .. math:: \mathcal L = \frac1B \sum_{b=1}^{B} \Big[-\log p_\theta(x_b \mid z_b) + \beta\,\mathrm{KL}\big(q_\phi(z \mid x_b)\,\|\,p(z)\big)\Big]
+
+    (The PyTorch example sums over the batch as well; dividing by :math:`B` changes only the
+    scale of the gradient, which Adam undoes, and makes the number a per-image value in nats.)
+    Same arguments as :func:`elbo`; returns a scalar tensor.
+    """
+    return -elbo(x, logits, mu, logvar, beta).mean()
+
+
+def iwae_bound(log_w: torch.Tensor) -> torch.Tensor:
+    r"""The importance-weighted bound on :math:`\log p(x)` from :math:`K` log-weights per image.
+
+    .. math:: \mathcal L_K(x) = \log \frac1K \sum_{k=1}^{K} w_k, \qquad
+              w_k = \frac{p_\theta(x, z_k)}{q_\phi(z_k \mid x)}, \quad z_k \sim q_\phi(z \mid x)
+
+    computed stably as :math:`\operatorname{logsumexp}_k \log w_k - \log K` (Burda, Grosse &
+    Salakhutdinov, 2016). :math:`\mathcal L_1` is the ELBO, :math:`\mathbb E[\mathcal L_K]` increases
+    with :math:`K` and tends to :math:`\log p_\theta(x)`.
+
+    Args:
+        log_w: ``(K, B)``, the log-weights :math:`\log p_\theta(x_b \mid z_{k}) + \log p(z_{k}) - \log q_\phi(z_{k} \mid x_b)`.
+
+    Returns:
+        ``(B,)``, in nats.
+
+    >>> round(iwae_bound(torch.log(torch.tensor([[1.0], [3.0]]))).item(), 6)  # log((1 + 3) / 2)
+    0.693147
+    """
+    log_w = _check_tensor(log_w, "log_w")
+    if log_w.ndim != 2 or log_w.shape[0] < 1:
+        raise ValueError(f"log_w must have shape (K, B) with K >= 1 samples per image, got {tuple(log_w.shape)}")
+    K = log_w.shape[0]
+    return torch.logsumexp(log_w, dim=0) - math.log(K)
+
+
+# ==============================================================================================
+# GAN losses (chapters 06-07)
+# ==============================================================================================
+#
+# Every GAN loss takes the discriminator's LOGITS d = D_logit(x) (no sigmoid in the network):
+# D(x) = sigmoid(d), log D = -softplus(-d) and log(1 - D) = -softplus(d) are then exact for any d,
+# where log(sigmoid(d)) computed naively gives -inf (and NaN gradients) once sigmoid(d) rounds to 0.
+# Conventions: d_real (B_r,) and d_fake (B_f,) (any shapes), losses are scalars, means over the
+# batch, to MINIMISE; names follow the chapters (loss_D, loss_G).
+
+__all__ += [
+    "gan_value",
+    "d_loss_bce",
+    "g_loss_minimax",
+    "g_loss_non_saturating",
+    "d_loss_least_squares",
+    "g_loss_least_squares",
+    "d_loss_hinge",
+    "g_loss_hinge",
+    "GAN_LOSSES",
+    "discriminator_loss",
+    "generator_loss",
+]
+
+
+def _check_logits(value, name: str) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor of discriminator logits, got {type(value).__name__}")
+    if not value.is_floating_point() or value.numel() == 0:
+        raise ValueError(f"{name} must be a non-empty floating-point tensor of logits, got dtype {value.dtype} and shape {tuple(value.shape)}")
+    return value
+
+
+def gan_value(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    r"""Monte-Carlo estimate of the value of the GAN game (Goodfellow et al., 2014, eq. 1).
+
+    .. math:: V(D, G) = \mathbb E_{x \sim p_\text{data}}[\log D(x)] + \mathbb E_{z \sim p_z}[\log(1 - D(G(z)))]
+              \approx \frac1{B_r}\sum_b \log\sigma(d^\text{real}_b) + \frac1{B_f}\sum_b \log\big(1 - \sigma(d^\text{fake}_b)\big)
+
+    computed as :math:`-\operatorname{softplus}(-d^\text{real}) - \operatorname{softplus}(d^\text{fake})`.
+    :math:`V \le 0`; for the optimal discriminator :math:`V = 2\,\mathrm{JS} - \log 4 \ge -\log 4`
+    (chapter 06). ``d_real``, ``d_fake``: logits of any shapes; returns a scalar.
+
+    >>> round(gan_value(torch.zeros(3), torch.zeros(5)).item(), 4)  # D = 1/2 everywhere: -log 4
+    -1.3863
+    """
+    d_real, d_fake = _check_logits(d_real, "d_real"), _check_logits(d_fake, "d_fake")
+    return -F.softplus(-d_real).mean() - F.softplus(d_fake).mean()
+
+
+def d_loss_bce(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    r"""The discriminator's loss of the original GAN: binary cross-entropy with real = 1, fake = 0.
+
+    .. math:: \mathcal L_D = -\frac1{B_r}\sum_b \log\sigma(d^\text{real}_b) - \frac1{B_f}\sum_b \log\big(1 - \sigma(d^\text{fake}_b)\big)
+              = -V(D, G)
+
+    the negative log-likelihood of the labels (maximum likelihood for a logistic classifier), the
+    **sum** of the two batch means (some codes average them, which halves the loss). Used by both
+    the minimax and the non-saturating GAN (Goodfellow et al., 2014, Algorithm 1; chapter 06).
+    """
+    d_real, d_fake = _check_logits(d_real, "d_real"), _check_logits(d_fake, "d_fake")
+    return F.softplus(-d_real).mean() + F.softplus(d_fake).mean()  # -log sigma(d) = softplus(-d)
+
+
+def g_loss_minimax(d_fake: torch.Tensor) -> torch.Tensor:
+    r"""The generator's loss of the minimax game: minimise :math:`\log(1 - D(G(z)))`.
+
+    .. math:: \mathcal L_G^\text{minimax} = \frac1B \sum_b \log\big(1 - \sigma(d^\text{fake}_b)\big) = -\frac1B\sum_b \operatorname{softplus}(d^\text{fake}_b)
+
+    Its gradient :math:`\partial \mathcal L / \partial d = -\sigma(d)/B` vanishes when the
+    discriminator rejects the samples (:math:`\sigma(d) \approx 0`), which is the situation early in
+    training: the loss **saturates** (Goodfellow et al., 2014, section 3; chapter 06).
+    """
+    return -F.softplus(_check_logits(d_fake, "d_fake")).mean()
+
+
+def g_loss_non_saturating(d_fake: torch.Tensor) -> torch.Tensor:
+    r"""The non-saturating generator loss: maximise :math:`\log D(G(z))` instead.
+
+    .. math:: \mathcal L_G^\text{NS} = -\frac1B \sum_b \log\sigma(d^\text{fake}_b) = \frac1B\sum_b \operatorname{softplus}(-d^\text{fake}_b)
+
+    Same fixed point as the minimax loss, but the gradient :math:`-(1 - \sigma(d))/B` is largest
+    where the samples are rejected (Goodfellow et al., 2014, section 3; chapter 06). It is the
+    binary cross-entropy of fake samples labelled *real*.
+    """
+    return F.softplus(-_check_logits(d_fake, "d_fake")).mean()
+
+
+def d_loss_least_squares(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    r"""The least-squares GAN discriminator loss (Mao et al., 2017, eq. 9 with :math:`a = 0, b = c = 1`).
+
+    .. math:: \mathcal L_D^\text{LS} = \frac12\,\frac1{B_r}\sum_b (d^\text{real}_b - 1)^2 + \frac12\,\frac1{B_f}\sum_b (d^\text{fake}_b)^2
+
+    ``d`` is the raw output (no sigmoid): real targets 1, fake targets 0.
+    """
+    d_real, d_fake = _check_logits(d_real, "d_real"), _check_logits(d_fake, "d_fake")
+    return 0.5 * ((d_real - 1) ** 2).mean() + 0.5 * (d_fake**2).mean()
+
+
+def g_loss_least_squares(d_fake: torch.Tensor) -> torch.Tensor:
+    r"""The least-squares GAN generator loss (Mao et al., 2017, eq. 9, :math:`c = 1`).
+
+    .. math:: \mathcal L_G^\text{LS} = \frac12\,\frac1B\sum_b (d^\text{fake}_b - 1)^2
+    """
+    return 0.5 * ((_check_logits(d_fake, "d_fake") - 1) ** 2).mean()
+
+
+def d_loss_hinge(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    r"""The hinge discriminator loss (Lim & Ye, 2017; Miyato et al., 2018, eq. 16).
+
+    .. math:: \mathcal L_D^\text{hinge} = \frac1{B_r}\sum_b \max(0, 1 - d^\text{real}_b) + \frac1{B_f}\sum_b \max(0, 1 + d^\text{fake}_b)
+
+    Real samples are pushed above +1, fakes below −1; beyond the margin they no longer count.
+    """
+    d_real, d_fake = _check_logits(d_real, "d_real"), _check_logits(d_fake, "d_fake")
+    return F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+
+
+def g_loss_hinge(d_fake: torch.Tensor) -> torch.Tensor:
+    r"""The generator loss that goes with the hinge discriminator loss: :math:`\mathcal L_G = -\frac1B\sum_b d^\text{fake}_b`."""
+    return -_check_logits(d_fake, "d_fake").mean()
+
+
+#: name -> (discriminator loss, generator loss), for :func:`discriminator_loss` / :func:`generator_loss`
+#: and :func:`gencourse.train.d_step` / :func:`gencourse.train.g_step`.
+GAN_LOSSES = {
+    "minimax": (d_loss_bce, g_loss_minimax),
+    "non_saturating": (d_loss_bce, g_loss_non_saturating),
+    "least_squares": (d_loss_least_squares, g_loss_least_squares),
+    "hinge": (d_loss_hinge, g_loss_hinge),
+}
+
+
+def _gan_pair(kind: str):
+    if kind not in GAN_LOSSES:
+        raise ValueError(f"kind must be one of {', '.join(repr(k) for k in GAN_LOSSES)}, got {kind!r}")
+    return GAN_LOSSES[kind]
+
+
+def discriminator_loss(d_real: torch.Tensor, d_fake: torch.Tensor, kind: str = "non_saturating") -> torch.Tensor:
+    r"""The discriminator loss of the GAN variant ``kind`` (a key of :data:`GAN_LOSSES`), from logits.
+
+    ``"minimax"`` and ``"non_saturating"`` share :func:`d_loss_bce`; ``"least_squares"`` is
+    :func:`d_loss_least_squares`, ``"hinge"`` :func:`d_loss_hinge`.
+    """
+    return _gan_pair(kind)[0](d_real, d_fake)
+
+
+def generator_loss(d_fake: torch.Tensor, kind: str = "non_saturating") -> torch.Tensor:
+    r"""The generator loss of the GAN variant ``kind`` (a key of :data:`GAN_LOSSES`), from logits:
+    :func:`g_loss_minimax`, :func:`g_loss_non_saturating`, :func:`g_loss_least_squares` or :func:`g_loss_hinge`."""
+    return _gan_pair(kind)[1](d_fake)

@@ -1,0 +1,215 @@
+r"""Chapter 11's diffusion model of MNIST: the training recipe shared by the chapter and the scoreboard.
+
+One class-conditional :class:`~gencourse.nn.DiffusionUNet` trained with label dropout serves every
+use in the chapter: conditional samples (a label :math:`y`), unconditional ones (the null label
+:math:`\varnothing`), and classifier-free guidance in between. The schedules, the loss and the
+samplers are in :mod:`gencourse.diffusion`; this module holds only what makes the trained model
+reproducible:
+
+* :func:`ddpm_settings` — the settings of the chapter's model (hashed into the checkpoint's name);
+* :func:`build_unet`, :func:`make_schedule` — the untrained network and its noise schedule;
+* :func:`train_ddpm` — Algorithm 1 of Ho et al. (2020) with label dropout (Ho & Salimans, 2021,
+  Algorithm 1), Adam with a warm-up and cosine decay, and an EMA of the weights;
+* :func:`ddpm_mnist` — the trained EMA model, loaded from the cache or trained and cached
+  (:func:`gencourse.train.load_or_train`, name ``"ddpm_cfg"``);
+* :func:`sample_mnist` — guided DDIM samples in :math:`[-1, 1]`, in batches.
+
+>>> s = ddpm_settings(profile="cpu")
+>>> s["channels"], s["T"], s["p_uncond"]
+([32, 64], 1000, 0.1)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .. import config, data, diffusion, train
+from ..nn import DiffusionUNet
+
+__all__ = ["DDPM_STEPS", "SAMPLER", "ddpm_settings", "build_unet", "make_schedule", "train_ddpm", "ddpm_mnist", "sample_mnist"]
+
+#: Adam steps of the chapter's model per profile.
+DDPM_STEPS = {"smoke": 8, "cpu": 2_200, "gpu": 20_000}
+
+
+def ddpm_settings(name: str = "ddpm_cfg", *, profile: str | None = None, **overrides) -> dict:
+    r"""The settings of chapter 11's model, a JSON-serialisable dict (hashed into the checkpoint's
+    file name by :func:`gencourse.train.load_or_train`).
+
+    ==============  ==============================================================  =================
+    key             meaning                                                         cpu (gpu)
+    ==============  ==============================================================  =================
+    ``channels``    channels of the U-Net's two levels (14×14 and 7×7)              [32, 64] ([64, 128])
+    ``n_res``       residual blocks per level and side                              1 (2)
+    ``emb_dim``     size of the time + class embedding                              128
+    ``patch``       pixel folding of the input (28×28 → 4 × 14×14)                  2
+    ``n_classes``   10 labels; label 10 is the null label :math:`\varnothing`        10
+    ``p_uncond``    probability of replacing a label by :math:`\varnothing`          0.1
+    ``schedule``    ``"linear"`` (Ho et al.) or ``"cosine"``                         linear
+    ``T``           diffusion steps                                                 1000
+    ``steps``       Adam steps (:data:`DDPM_STEPS`)                                 2,200 (20,000)
+    ``batch_size``  images per step                                                 64 (128)
+    ``lr``          peak learning rate (linear warm-up, then cosine decay to 0)     2e-3 (1e-3)
+    ``warmup``      warm-up steps                                                   100
+    ``ema_decay``   decay of the EMA of the weights                                 0.995 (0.9995)
+    ``seed``        initial weights, batches, time steps and noise                  0
+    ==============  ==============================================================  =================
+
+    ``smoke`` uses the cpu architecture with batch 16 and :data:`DDPM_STEPS` ``["smoke"]``.
+    ``overrides`` replace single keys (an unknown key raises a ``ValueError``).
+    """
+    b = lambda **kw: config.budget(profile=profile, **kw)  # noqa: E731
+    settings = {
+        "name": name,
+        "channels": b(smoke=[32, 64], cpu=[32, 64], gpu=[64, 128]),
+        "n_res": b(smoke=1, cpu=1, gpu=2),
+        "emb_dim": 128,
+        "patch": 2,
+        "n_classes": 10,
+        "p_uncond": 0.1,
+        "schedule": "linear",
+        "T": 1000,
+        "steps": b(**DDPM_STEPS),
+        "batch_size": b(smoke=16, cpu=64, gpu=128),
+        "lr": b(smoke=2e-3, cpu=2e-3, gpu=1e-3),
+        "warmup": 100,
+        "ema_decay": b(smoke=0.995, cpu=0.995, gpu=0.9995),
+        "seed": 0,
+        "data": "mnist-train-pm1",
+    }
+    unknown = set(overrides) - set(settings)
+    if unknown:
+        raise ValueError(f"unknown diffusion settings {sorted(unknown)}; known: {sorted(settings)}")
+    settings.update(overrides)
+    settings["channels"] = list(settings["channels"])
+    return settings
+
+
+def build_unet(settings: dict) -> DiffusionUNet:
+    """The untrained U-Net that ``settings`` describe, its weights initialised from ``settings["seed"]``,
+    on :func:`gencourse.config.device`."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings["seed"])
+        model = DiffusionUNet(
+            channels=tuple(settings["channels"]), n_res=settings["n_res"], emb_dim=settings["emb_dim"],
+            n_classes=settings["n_classes"], patch=settings["patch"],
+        )
+    return model.to(config.device())
+
+
+def make_schedule(settings: dict) -> diffusion.Schedule:
+    """The noise schedule of ``settings`` (``"linear"``: Ho et al.'s 1e-4 to 0.02; ``"cosine"``)."""
+    kinds = {"linear": diffusion.linear_schedule, "cosine": diffusion.cosine_schedule}
+    if settings["schedule"] not in kinds:
+        raise ValueError(f"schedule must be 'linear' or 'cosine', got {settings['schedule']!r}")
+    return kinds[settings["schedule"]](settings["T"])
+
+
+def train_ddpm(model: DiffusionUNet, ema: train.EMA, settings: dict, *, progress: bool = True) -> train.History:
+    r"""Train ``model`` in place (and its average ``ema``) on the MNIST training images of the
+    active profile, in :math:`[-1, 1]`: ``settings["steps"]`` steps of
+
+    1. a batch :math:`(x_0, y)` drawn with replacement; each label replaced by :math:`\varnothing`
+       with probability ``p_uncond`` (:func:`gencourse.diffusion.drop_labels`);
+    2. the loss of Algorithm 1, :func:`gencourse.diffusion.ddpm_loss` (:math:`t` then
+       :math:`\varepsilon` drawn from the same generator);
+    3. an Adam step at the learning rate of :func:`gencourse.train.lr_cosine`, then ``ema.update``.
+
+    Every random number comes from one CPU generator seeded with ``settings["seed"]``, in this
+    order, so that chapter 11's written-out loop reproduces it exactly. Returns the
+    :class:`~gencourse.train.History` (``loss`` per step).
+    """
+    x, y = data.mnist("train", value_range="pm1").tensors
+    device = next(model.parameters()).device
+    x, y = x.to(device), y.to(device)
+    sched = make_schedule(settings).to(device)
+    g = torch.Generator().manual_seed(settings["seed"])
+    opt = torch.optim.Adam(model.parameters(), lr=settings["lr"])
+    steps, B = settings["steps"], settings["batch_size"]
+
+    def step(i):
+        idx = torch.randint(len(x), (B,), generator=g).to(device)
+        y0 = diffusion.drop_labels(y[idx], settings["p_uncond"], settings["n_classes"], generator=g)
+        loss = diffusion.ddpm_loss(model, x[idx], sched.alpha_bar, y=y0, generator=g)
+        opt.zero_grad()
+        loss.backward()
+        for group in opt.param_groups:
+            group["lr"] = settings["lr"] * train.lr_cosine(i - 1, steps, settings["warmup"])
+        opt.step()
+        ema.update(model)
+        return {"loss": loss.item()}
+
+    model.train()
+    history = train.fit(step, steps=steps, desc="DDPM (Algorithm 1)", progress=progress)
+    model.eval()
+    return history
+
+
+def ddpm_mnist(name: str = "ddpm_cfg", *, retrain: bool | None = None, progress: bool = True, **overrides):
+    """Chapter 11's trained model: loaded from the cache if it was trained before with the same
+    settings under the same profile, else trained (:func:`train_ddpm`) and cached.
+
+    Returns ``(ema_model, schedule, history)``: the EMA of the weights (the model to sample from) in
+    ``eval()`` mode on :func:`gencourse.config.device`, its :class:`~gencourse.diffusion.Schedule`, and
+    the training :class:`~gencourse.train.History`.
+    """
+    settings = ddpm_settings(name, **overrides)
+    model = build_unet(settings)
+    ema = train.EMA(model, decay=settings["ema_decay"])
+    history = train.load_or_train(
+        name, {"model": model, "ema": ema.module}, lambda: train_ddpm(model, ema, settings, progress=progress),
+        settings=settings, retrain=retrain,
+    )
+    return ema.module.eval(), make_schedule(settings), history
+
+
+@torch.no_grad()
+def sample_mnist(
+    model: DiffusionUNet,
+    sched: diffusion.Schedule,
+    labels: torch.Tensor,
+    *,
+    w: float = 0.0,
+    n_steps: int = 20,
+    generator: torch.Generator | None = None,
+    batch_size: int = 500,
+) -> torch.Tensor:
+    r"""DDIM samples (:math:`\eta = 0`, ``n_steps`` steps) of a class-conditional model with
+    classifier-free guidance of scale ``w`` (:func:`gencourse.diffusion.guided_model`), clamped
+    to :math:`[-1, 1]`, on the CPU.
+
+    Args:
+        labels: long tensor ``(n,)`` of classes; ``model.null_label`` entries give unconditional
+            samples (use ``w=0`` for those: guidance towards :math:`\varnothing` is meaningless).
+        w: guidance scale (0: the conditional model).
+        generator: for the starting noise :math:`x_T` (drawn on the CPU, batch after batch).
+    """
+    device = next(model.parameters()).device
+    out = []
+    for y in labels.split(batch_size):
+        guided = diffusion.guided_model(model, y.to(device), w, model.null_label)
+        x_T = torch.randn(len(y), model.in_channels, model.image_size, model.image_size, generator=generator)
+        x = diffusion.ddim_sample(guided, x_T.shape, sched.alpha_bar, n_steps, x_T=x_T.to(device))
+        out.append(x.clamp(-1, 1).cpu())
+    return torch.cat(out)
+
+
+#: The sampler of chapter 11's reported samples: DDIM (eta = 0) with classifier-free guidance.
+SAMPLER = {"w": 2.0, "n_steps": 20}
+
+# ----------------------------------------------------------------------------------------------
+# Scoreboard entry (chapter 12): the chapter's checkpoint, guided DDIM samples
+# ----------------------------------------------------------------------------------------------
+
+from .. import scoreboard  # noqa: E402  (after the recipe it uses)
+
+
+@scoreboard.register(
+    "DDPM + CFG", chapter="11", value_range="pm1",
+    description=f"class-conditional U-Net (label dropout 0.1), DDIM {SAMPLER['n_steps']} steps, guidance w = {SAMPLER['w']:g}",
+)
+def _ddpm_entry(n: int, generator: torch.Generator) -> "scoreboard.Samples":
+    model, sched, history = ddpm_mnist("ddpm_cfg", progress=False)
+    labels = torch.arange(n) % 10
+    x = sample_mnist(model, sched, labels, w=SAMPLER["w"], n_steps=SAMPLER["n_steps"], generator=generator)
+    return scoreboard.Samples(x, history.seconds, labels)

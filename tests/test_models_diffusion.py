@@ -1,0 +1,82 @@
+"""gencourse.models.diffusion: chapter 11's recipe trains, caches, reloads and samples what it says."""
+
+import pytest
+import torch
+
+from gencourse import diffusion as D
+from gencourse import scoreboard, train
+from gencourse.models import diffusion as dm
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_settings_per_profile_and_overrides():
+    cpu = dm.ddpm_settings(profile="cpu")
+    assert cpu["channels"] == [32, 64] and cpu["batch_size"] == 64 and cpu["steps"] == dm.DDPM_STEPS["cpu"]
+    assert cpu["T"] == 1000 and cpu["schedule"] == "linear" and cpu["n_classes"] == 10 and cpu["p_uncond"] == 0.1
+    assert dm.ddpm_settings(profile="gpu")["steps"] == dm.DDPM_STEPS["gpu"]
+    assert dm.ddpm_settings(profile="cpu", lr=1e-3)["lr"] == 1e-3
+    with pytest.raises(ValueError, match="unknown diffusion settings"):
+        dm.ddpm_settings(learning_rate=1e-3)
+    assert torch.equal(dm.make_schedule(cpu).alpha_bar, D.linear_schedule(1000).alpha_bar)
+    assert torch.equal(dm.make_schedule({**cpu, "schedule": "cosine"}).beta, D.cosine_schedule(1000).beta)
+
+
+def test_build_unet_is_seeded():
+    s = dm.ddpm_settings(profile="smoke")
+    a, b, c = dm.build_unet(s), dm.build_unet(s), dm.build_unet({**s, "seed": 1})
+    pa, pb, pc = (torch.cat([p.flatten() for p in m.parameters()]) for m in (a, b, c))
+    assert torch.equal(pa, pb) and not torch.equal(pa, pc)
+    assert a.null_label == 10
+
+
+def test_train_is_reproducible_and_matches_algorithm_1():
+    s = dm.ddpm_settings(profile="smoke", steps=2, batch_size=4)
+    models = [dm.build_unet(s) for _ in range(2)]
+    emas = [train.EMA(m, decay=s["ema_decay"]) for m in models]
+    h1 = dm.train_ddpm(models[0], emas[0], s, progress=False)
+    dm.train_ddpm(models[1], emas[1], s, progress=False)
+    assert len(h1) == 2
+    flat = lambda m: torch.cat([p.detach().flatten() for p in m.parameters()])  # noqa: E731
+    assert torch.allclose(flat(models[0]), flat(models[1]))
+    assert not torch.equal(flat(models[0]), flat(emas[0].module))  # the EMA lags behind
+    # the first loss is Algorithm 1's on the first batch, drawn in the documented order
+    from gencourse import data
+
+    x, y = data.mnist("train", value_range="pm1").tensors
+    g = torch.Generator().manual_seed(s["seed"])
+    idx = torch.randint(len(x), (4,), generator=g)
+    y0 = D.drop_labels(y[idx], s["p_uncond"], 10, generator=g)
+    fresh = dm.build_unet(s)
+    expected = D.ddpm_loss(fresh, x[idx], dm.make_schedule(s).alpha_bar, y=y0, generator=g)
+    assert abs(h1["loss"][0] - expected.item()) < 1e-5
+
+
+def test_ddpm_mnist_caches_and_sample_mnist(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENCOURSE_DATA", str(tmp_path))
+    monkeypatch.setenv("GENCOURSE_PROFILE", "smoke")
+    model, sched, history = dm.ddpm_mnist("ddpm_test", steps=2, progress=False)
+    again, _, history2 = dm.ddpm_mnist("ddpm_test", steps=2, progress=False)  # loaded from the cache
+    assert history2.losses == history.losses and list((tmp_path / "checkpoints").glob("ddpm_test-smoke-*.pt"))
+    for p, q in zip(model.parameters(), again.parameters()):
+        assert torch.equal(p, q)
+    labels = torch.tensor([0, 1, 2, 10])
+    x = dm.sample_mnist(model, sched, labels, w=2.0, n_steps=3, generator=torch.Generator().manual_seed(0), batch_size=3)
+    y = dm.sample_mnist(model, sched, labels, w=2.0, n_steps=3, generator=torch.Generator().manual_seed(0), batch_size=3)
+    assert x.shape == (4, 1, 28, 28) and x.min() >= -1 and x.max() <= 1 and torch.equal(x, y)
+    # the same as the library's sampler on the same starting noise
+    g = torch.Generator().manual_seed(0)
+    x_T = torch.randn(3, 1, 28, 28, generator=g)
+    ref = D.ddim_sample(D.guided_model(model, labels[:3], 2.0, 10), x_T.shape, sched.alpha_bar, 3, x_T=x_T).clamp(-1, 1)
+    assert torch.allclose(x[:3], ref, atol=1e-5)
+
+
+def test_scoreboard_entry_is_registered():
+    names = {e.name: e for e in scoreboard.entries()}
+    assert "DDPM + CFG" in names and names["DDPM + CFG"].chapter == "11" and names["DDPM + CFG"].value_range == "pm1"
