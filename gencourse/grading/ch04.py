@@ -9,28 +9,7 @@ from __future__ import annotations
 
 import math
 
-from .checks import expect, expect_close, expect_shape, register
-
-
-def _close(a, b, rtol=1e-4, atol=1e-5) -> bool:
-    import torch
-
-    try:
-        a = torch.as_tensor(a, dtype=torch.float64)
-        b = torch.as_tensor(b, dtype=torch.float64)
-    except (TypeError, ValueError):
-        return False
-    return a.shape == b.shape and bool(torch.allclose(a, b, rtol=rtol, atol=atol))
-
-
-def _diagnose(got, mistakes: dict, what: str, expected=None) -> None:
-    """Raise ``AssertionError`` naming the first mistake whose result ``got`` reproduces (mistakes
-    that coincide with the ``expected`` result for these inputs are skipped)."""
-    for hint, wrong in mistakes.items():
-        if expected is not None and _close(wrong, expected):
-            continue
-        if _close(got, wrong):
-            raise AssertionError(f"{what}: {hint}")
+from .checks import close_to as _close, diagnose as _diagnose, expect, expect_close, expect_shape, register
 
 
 def _latents(seed: int = 0, B: int = 4, d: int = 3):

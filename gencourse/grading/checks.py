@@ -37,6 +37,8 @@ __all__ = [
     "expect",
     "expect_close",
     "expect_shape",
+    "close_to",
+    "diagnose",
 ]
 
 #: Modules that register chapter checks, imported the first time an unknown id is asked for.
@@ -238,3 +240,24 @@ def expect_shape(value: Any, shape: tuple[int, ...], *, what: str = "result") ->
     if tuple(got) != tuple(shape):
         raise AssertionError(f"{what} has shape {tuple(got)}, expected {tuple(shape)}")
 
+
+def close_to(a, b, rtol=1e-4, atol=1e-5) -> bool:
+    """Whether ``a`` and ``b`` (numbers, arrays, tensors) have one shape and close values."""
+    import torch
+
+    try:
+        a = torch.as_tensor(a, dtype=torch.float64)
+        b = torch.as_tensor(b, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+    return a.shape == b.shape and bool(torch.allclose(a, b, rtol=rtol, atol=atol))
+
+
+def diagnose(got, mistakes: dict, what: str, expected=None) -> None:
+    """Raise ``AssertionError`` naming the first mistake whose result ``got`` reproduces (mistakes
+    that coincide with the ``expected`` result for these inputs are skipped)."""
+    for hint, wrong in mistakes.items():
+        if expected is not None and close_to(wrong, expected):
+            continue
+        if close_to(got, wrong):
+            raise AssertionError(f"{what}: {hint}")
