@@ -588,7 +588,7 @@ def dcgan_settings(**overrides) -> dict:
     ``betas``                 (0.5, 0.999)                     DCGAN's :math:`\beta_1 = 0.5`
     ``kind``                  ``"non_saturating"``             :mod:`gencourse.losses`
     ``ema_decay``             0.995                            samples from an EMA of G's weights
-    ``steps``                 smoke 20, cpu 3,500, gpu 15,000  about 5 CPU minutes under ``cpu``
+    ``steps``                 smoke 20, cpu 4,000, gpu 15,000  about 5 CPU minutes under ``cpu``
     ``snapshots``             6                                progress grid of a fixed noise batch
     ========================  ===============================  ==========================================
 
@@ -599,7 +599,7 @@ def dcgan_settings(**overrides) -> dict:
     settings = {
         "latent_dim": 64, "ngf": 16, "ndf": 16, "batch_size": 64, "lr_G": 5e-4, "lr_D": 5e-4, "betas": [0.5, 0.999],
         "kind": "non_saturating", "ema_decay": 0.995, "snapshots": 6, "seed": 0,
-        "steps": config.budget(smoke=20, cpu=3_500, gpu=15_000),
+        "steps": config.budget(smoke=20, cpu=4_000, gpu=15_000),
     }
     unknown = set(overrides) - set(settings)
     if unknown:
