@@ -18,8 +18,8 @@ def _one_thread():
 
 def test_settings_per_profile_and_overrides():
     cpu = dm.ddpm_settings(profile="cpu")
-    assert cpu["channels"] == [32, 64] and cpu["batch_size"] == 64 and cpu["steps"] == dm.DDPM_STEPS["cpu"]
-    assert cpu["T"] == 1000 and cpu["schedule"] == "linear" and cpu["n_classes"] == 10 and cpu["p_uncond"] == 0.1
+    assert cpu["channels"] == [32, 64] and cpu["batch_size"] == 32 and cpu["steps"] == dm.DDPM_STEPS["cpu"]
+    assert cpu["T"] == 1000 and cpu["schedule"] == "linear" and cpu["n_classes"] == 10 and cpu["p_uncond"] == 0.2
     assert dm.ddpm_settings(profile="gpu")["steps"] == dm.DDPM_STEPS["gpu"]
     assert dm.ddpm_settings(profile="cpu", lr=1e-3)["lr"] == 1e-3
     with pytest.raises(ValueError, match="unknown diffusion settings"):
