@@ -18,13 +18,7 @@ from gencourse.models import autoencoder as ae
 SMALL = dict(enc_widths=(4, 8), dec_widths=(8, 4), hidden=16)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run faster on one thread (and two threads spin idly on a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # ------------------------------------------------------------------------------ reparameterisation
 

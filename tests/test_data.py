@@ -16,14 +16,7 @@ import torch
 from gencourse import data
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The quadratures here are small: one thread is fastest, and avoids oversubscription when
-    other processes (or pytest-xdist workers) share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # ----------------------------------------------------------------------------------------------
 # MNIST: embedded subset

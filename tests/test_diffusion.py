@@ -9,13 +9,7 @@ import torch
 from gencourse import diffusion as D
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # the samplers run many small operations: one thread is faster, and much faster on a busy machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,7 @@ from gencourse import losses, train
 from gencourse.models import gan
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small networks: one thread is much faster than two on a busy CI machine."""
-    with gan.one_cpu_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _layers(module):

@@ -8,12 +8,7 @@ from gencourse import scoreboard, train
 from gencourse.models import diffusion as dm
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_settings_per_profile_and_overrides():

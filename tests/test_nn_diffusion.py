@@ -8,12 +8,7 @@ import torch
 from gencourse.nn import DiffusionUNet, SinusoidalEmbedding, TimeMLP, TimeResBlock, timestep_embedding
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_timestep_embedding_matches_the_formula():
