@@ -451,3 +451,13 @@ def test_cli_bad_inputs_are_reported_and_the_rest_graded(course, tmp_path, capsy
     assert report["total"] == 0 and report["max_total"] == 6
     assert Path(report["solution"]).resolve() == (course / "solutions" / NAME).resolve()
     assert sorted(p.name for p in reports.iterdir()) == ["99_toy.json"]
+
+
+@pytest.mark.parametrize("qid", ["00.exp_icdf", "01.js_divergence", "11.q_sample", "11.ddpm_loss", "11.ddpm_step",
+                                 "11.ddim_step", "11.guided_eps", "12.kid_unbiased"])
+def test_a_chapter_question_left_as_a_stub_is_reported_as_not_implemented(qid):
+    def stub(*args):
+        raise NotImplementedError()
+
+    with pytest.raises(AssertionError, match="not implemented yet"):
+        check(qid, stub)
