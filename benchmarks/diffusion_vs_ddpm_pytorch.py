@@ -1,4 +1,4 @@
-"""Chapter 11's diffusion model against a DDPM from ``denoising-diffusion-pytorch``, at equal CPU time, on the same data.
+"""Chapter 12's diffusion model against a DDPM from ``denoising-diffusion-pytorch``, at equal CPU time, on the same data.
 
     .venv/bin/python benchmarks/diffusion_vs_ddpm_pytorch.py [--budget SECONDS] [--n SAMPLES] [--sampling-steps S]
                                                              [--threads N] [--jobs 1|2]
@@ -226,7 +226,7 @@ def main(argv=None) -> int:
     (out / f"{NAME}.json").write_text(json.dumps(result, indent=1) + "\n")
 
     lines = [
-        "# Chapter 11's diffusion model against denoising-diffusion-pytorch at equal CPU time",
+        "# Chapter 12's diffusion model against denoising-diffusion-pytorch at equal CPU time",
         "",
         f"`benchmarks/{NAME}.py --budget {args.budget:g} --n {args.n} --sampling-steps {args.sampling_steps} --w {args.w:g} "
         f"--threads {args.threads} --jobs {args.jobs}` ({result['date']}, {result['machine']}, torch {result['torch']}). "

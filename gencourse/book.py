@@ -52,6 +52,12 @@ def header(chapter: str, seed: int = 0):
     return generator
 
 
+def chapter_name(stem: str) -> str:
+    """A chapter's name from its file name: ``"12_diffusion"`` -> ``"diffusion"``. The number is
+    only the chapter's place in the book; run times, grading ids and checkpoints use the name."""
+    return re.sub(r"^\d+_", "", stem)
+
+
 def chapters(root: Path = Path(".")) -> list[str]:
     """Chapter names (``00_generative_models``, ...) in the order of ``_toc.yml``."""
     toc = (root / "_toc.yml").read_text()
@@ -62,7 +68,7 @@ def runtime_table(runtimes: dict, names: list[str]) -> str:
     """The Markdown table of run times that ``intro.md`` shows."""
     rows = ["| chapter | `cpu` profile (2 CPU cores) | `gpu` profile |", "| --- | --- | --- |"]
     for name in names:
-        t = runtimes.get(name, {})
+        t = runtimes.get(chapter_name(name), {})
         rows.append(f"| [{name}](chapters/{name}.ipynb) | {_fmt(t.get('cpu'))} | {_fmt(t.get('gpu'))} |")
     return "\n".join(rows)
 
@@ -91,9 +97,9 @@ def measure_runtimes(root: Path = Path("."), names: list[str] | None = None, tim
         start = time.perf_counter()
         NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
         seconds = round(time.perf_counter() - start, 1)
-        runtimes.setdefault(name, {"cpu": None, "gpu": None})
+        runtimes.setdefault(chapter_name(name), {"cpu": None, "gpu": None})
         if prof in ("cpu", "gpu"):
-            runtimes[name][prof] = seconds
+            runtimes[chapter_name(name)][prof] = seconds
         print(f"{name}: {seconds:.1f} s under the {prof} profile ({os.cpu_count()} CPUs, {platform.machine()})")
     if prof in ("cpu", "gpu"):
         RUNTIMES.write_text(json.dumps(runtimes, indent=1, sort_keys=True) + "\n")

@@ -1,5 +1,5 @@
 r"""Denoising diffusion: noise schedules, the forward process, the DDPM loss, ancestral sampling
-(DDPM), DDIM and classifier-free guidance (chapter 11).
+(DDPM), DDIM and classifier-free guidance (chapter 12).
 
 Nothing here is an ``nn.Module``: the schedules and samplers are separate from the noise
 predictor :math:`\varepsilon_\theta`, which is any callable ``eps_model(x_t, t) -> eps`` (the

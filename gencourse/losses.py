@@ -10,7 +10,7 @@ r"""Losses of the course, one section per family.
 Conventions of the ELBO section: every term is **per image, summed over pixels** (and over latent
 dimensions), in **nats**; functions return one value per sample, shape ``(B,)``, and the training
 loss is the mean over the batch of the per-image negative ELBO. The β of the β-VAE weights the
-KL term; it is **not** the β of the diffusion noise schedule (chapter 11).
+KL term; it is **not** the β of the diffusion noise schedule (chapter 12).
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def elbo(x: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, logvar: torch.
     where ``logits`` are the decoder's output at the reparameterised sample :math:`z` (Kingma &
     Welling, 2014, eq. 10). :math:`\beta = 1` is the ELBO, a lower bound on :math:`\log p_\theta(x)`;
     other values give the β-VAE objective (Higgins et al., 2017), which is not a bound on
-    :math:`\log p_\theta(x)` for :math:`\beta < 1`. This β is not the diffusion β (chapter 11).
+    :math:`\log p_\theta(x)` for :math:`\beta < 1`. This β is not the diffusion β (chapter 12).
 
     Args:
         x: images ``(B, C, H, W)`` (any ``(B, ...)``) in :math:`[0, 1]`.

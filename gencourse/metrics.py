@@ -1,4 +1,4 @@
-r"""Evaluating generative models of MNIST, offline (chapter 12).
+r"""Evaluating generative models of MNIST, offline (chapter 14).
 
 Inception-based scores need ImageNet weights (a download) and measure ImageNet features, not
 digits. This module trains its own **feature network**, a small CNN classifier of MNIST, and
@@ -373,7 +373,7 @@ def feature_net(*, retrain: bool = False, verbose: bool = True, settings: Mappin
 
 def random_feature_net(seed: int = 0) -> FeatureNet:
     """The same architecture with random (untrained) weights: to see what the training of the
-    feature network contributes to a metric (chapter 12). Not cached."""
+    feature network contributes to a metric (chapter 14). Not cached."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = FeatureNet()
@@ -822,7 +822,7 @@ def evaluate(
 def fid_vs_n(features, reference, ns: Sequence[int], *, repeats: int = 3, generator: torch.Generator | None = None):
     """FID between ``n`` rows drawn without replacement from ``features`` ``(N, d)`` and all of
     ``reference``, for each ``n`` in ``ns``, ``repeats`` times. Returns ``(ns, mean, std)`` as
-    NumPy arrays: the bias of FID with the sample size (chapter 12)."""
+    NumPy arrays: the bias of FID with the sample size (chapter 14)."""
     f = check_features(features, "features")
     ref = check_features(reference, "reference")
     ns = [int(v) for v in ns]

@@ -6,7 +6,7 @@ Sections (one per family of blocks; each says which chapters use it):
 * **Convolutional encoder and decoder for 28×28 images** — chapters 03–04 (autoencoders, VAEs).
 * **Transposed convolution by hand; DCGAN blocks** — chapters 06–07 (output-size arithmetic,
   ``conv_transpose2d_by_hand``, ``up_block`` / ``down_block``).
-* **Diffusion** — chapter 11 (sinusoidal time embedding, ``TimeResBlock``, the small
+* **Diffusion** — chapter 12 (sinusoidal time embedding, ``TimeResBlock``, the small
   ``DiffusionUNet`` for 28×28 images, ``TimeMLP`` for 2-D toys).
 
 Shapes follow ``B, C, H, W = x.shape``. Nothing here draws random numbers except the
@@ -383,7 +383,7 @@ def down_block(c_in: int, c_out: int, kernel_size: int = 4, stride: int = 2, pad
 
 
 # ----------------------------------------------------------------------------------------------
-# Diffusion: sinusoidal time embedding, time-conditioned residual blocks, U-Net (chapter 11)
+# Diffusion: sinusoidal time embedding, time-conditioned residual blocks, U-Net (chapter 12)
 # ----------------------------------------------------------------------------------------------
 
 __all__ += ["timestep_embedding", "SinusoidalEmbedding", "TimeResBlock", "DiffusionUNet", "TimeMLP"]
@@ -467,7 +467,7 @@ class TimeResBlock(nn.Module):
 
 class DiffusionUNet(nn.Module):
     r"""A small time- (and class-) conditioned U-Net :math:`\varepsilon_\theta(x_t, t, y)` for 28×28
-    images, sized for a CPU (chapter 11).
+    images, sized for a CPU (chapter 12).
 
     Layout (``channels=(32, 64)``, ``patch=2``, MNIST)::
 
@@ -599,7 +599,7 @@ class DiffusionUNet(nn.Module):
 
 class TimeMLP(nn.Module):
     r"""A time-conditioned residual MLP :math:`\varepsilon_\theta(x_t, t)` for points in
-    :math:`\mathbb R^D` (the 2-D toys of chapter 11):
+    :math:`\mathbb R^D` (the 2-D toys of chapter 12):
 
     .. math::
         h_0 = W_\text{in} x, \qquad h_{k} = h_{k-1} + W_k\,\mathrm{SiLU}(h_{k-1} + U_k e), \qquad

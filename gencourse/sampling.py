@@ -161,7 +161,7 @@ def langevin(
     a finite step it is slightly off (for :math:`p = \mathcal N(0, 1)` its stationary variance is
     :math:`1/(1 - \tau/2)`). ``score`` maps ``(N, ...)`` to the same shape; ``x0`` ``(N, ...)``
     holds ``N`` independent chains. Returns their final states. Source: chapter 01 (Roberts &
-    Tweedie, 1996); the sampler of score-based models (chapter 11).
+    Tweedie, 1996); the sampler of score-based models (chapter 12).
     """
     if not float(step_size) > 0:
         raise ValueError(f"step_size must be > 0, got {step_size}")

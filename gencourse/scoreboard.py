@@ -1,4 +1,4 @@
-r"""The scoreboard of chapter 12: every image model of the course, scored the same way.
+r"""The scoreboard of chapter 14: every image model of the course, scored the same way.
 
 Each entry is a function ``factory(n, generator)`` that gets a trained model (from the checkpoint
 its chapter cached, or by training it under the active profile) and returns ``n`` samples with

@@ -30,7 +30,7 @@ def test_build_rejects_an_unknown_profile(tmp_path):
 
 def test_header_reports_profile_and_runtimes(capsys, monkeypatch):
     monkeypatch.setenv("GENCOURSE_PROFILE", "cpu")
-    g = book.header("00_generative_models", seed=3)
+    g = book.header("generative_models", seed=3)
     out = capsys.readouterr().out
     assert "profile cpu" in out and "seed 3" in out and "cpu profile" in out
     assert g.initial_seed() == 3

@@ -1,4 +1,4 @@
-"""gencourse.models.diffusion: chapter 11's recipe trains, caches, reloads and samples what it says."""
+"""gencourse.models.diffusion: chapter 12's recipe trains, caches, reloads and samples what it says."""
 
 import pytest
 import torch

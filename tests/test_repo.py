@@ -65,13 +65,13 @@ def test_chapter_starts_with_colab_cell_and_header(name):
     assert colab["metadata"].get("tags") == ["remove-cell"] and '"google.colab" in sys.modules' in src
     assert not re.search(r"\b(torch|torchvision|ipywidgets|matplotlib)\b(?!\))", src.split("install", 1)[1].replace("torch, torchvision, ipywidgets, matplotlib", ""))
     code = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
-    assert f'gc.book.header("{name}"' in code
+    assert f'gc.book.header("{book.chapter_name(name)}"' in code
 
 
 def test_runtime_table_in_intro_is_up_to_date():
     runtimes = book.load_runtimes()
     names = book.chapters(ROOT)
-    assert set(names) <= set(runtimes), "every chapter needs an entry in gencourse/runtimes.json"
+    assert {book.chapter_name(n) for n in names} <= set(runtimes), "every chapter needs an entry in gencourse/runtimes.json"
     intro = (ROOT / "intro.md").read_text()
     table = intro.split(book.TABLE_START)[1].split(book.TABLE_END)[0].strip()
     assert table == book.runtime_table(runtimes, names), "run `make runtimes` or update intro.md"

@@ -1,6 +1,6 @@
 """Exercises and autograding for the course notebooks.
 
-* In a notebook: ``from gencourse.grading import check; check("00.exp_icdf", exp_icdf)`` runs
+* In a notebook: ``from gencourse.grading import check; check("generative_models.exp_icdf", exp_icdf)`` runs
   the public checks registered for that question and says what is wrong, if anything.
 * ``solutions/NN_name.ipynb`` (nbgrader markup) is the single source of a chapter's exercises;
   ``generate_all()`` / ``python -m gencourse.grading generate`` writes ``exercises/`` from it.

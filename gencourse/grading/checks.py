@@ -4,7 +4,7 @@ A chapter registers one check function per question::
 
     from gencourse.grading.checks import register, expect, expect_close
 
-    @register("00.exp_icdf")
+    @register("generative_models.exp_icdf")
     def _(exp_icdf):
         expect_close(exp_icdf(0.5, rate=2.0), math.log(2) / 2, what="exp_icdf(0.5, rate=2)",
                      hint="the inverse CDF of Exp(rate) is -log(1 - u) / rate")
@@ -12,13 +12,14 @@ A chapter registers one check function per question::
 and the notebook calls::
 
     from gencourse.grading import check
-    check("00.exp_icdf", exp_icdf)      # prints "✔ 00.exp_icdf: 1 check passed" or raises
+    check("generative_models.exp_icdf", exp_icdf)      # prints "✔ generative_models.exp_icdf: 1 check passed" or raises
 
 A check function takes the student's object(s) and raises ``AssertionError`` with a specific
 message when something is wrong. It may return the number of checks it made; otherwise the
 ``expect*`` helpers called while it runs are counted.
 
-Chapter check modules are listed in :data:`CHAPTER_CHECKS` and imported on first use, so that
+Chapter check modules (one per chapter, named like it: ``grading/vae.py``) are found on disk,
+listed in :data:`CHAPTER_CHECKS`, and imported on first use, so that
 importing this module stays cheap (standard library only: no torch, no other gencourse module).
 """
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import re
 from typing import Any, Callable
 
 __all__ = [
@@ -41,8 +43,27 @@ __all__ = [
     "diagnose",
 ]
 
+#: Chapter names by their place in the book, for ids of the old form ``"04.negative_elbo"``.
+_OLD_NUMBERS = {
+    "00": "generative_models", "01": "divergences", "02": "optimal_transport", "03": "autoencoders",
+    "04": "vae", "06": "gans", "07": "dcgan", "11": "diffusion", "12": "evaluation",
+}
+#: Modules of this package that are machinery, not a chapter's checks.
+_MACHINERY = {"checks", "generate", "grader", "__main__"}
+
+
+def _discover_chapter_checks() -> list[str]:
+    """Every module of ``gencourse.grading`` that is not machinery: one per chapter, named like
+    the chapter (``vae.py`` registers ``"vae.*"``). Found on disk, so a new chapter needs no list."""
+    from pathlib import Path
+
+    here = Path(__file__).parent
+    names = sorted(p.stem for p in here.glob("*.py") if p.stem not in _MACHINERY and not p.stem.startswith("_"))
+    return [f"{__package__}.{name}" for name in names]
+
+
 #: Modules that register chapter checks, imported the first time an unknown id is asked for.
-CHAPTER_CHECKS: list[str] = ["gencourse.grading.ch00", "gencourse.grading.ch01", "gencourse.grading.ch02", "gencourse.grading.ch03", "gencourse.grading.ch04", "gencourse.grading.ch06", "gencourse.grading.ch07", "gencourse.grading.ch11", "gencourse.grading.ch12"]
+CHAPTER_CHECKS: list[str] = _discover_chapter_checks()
 
 _REGISTRY: dict[str, Callable[..., Any]] = {}
 _IMPORTED: set[str] = set()
@@ -60,7 +81,7 @@ class UnknownQuestionError(KeyError, ValueError):
 def register(qid: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register ``func(*candidates) -> None | int`` as the check for question ``qid``.
 
-    Ids look like ``"00.exp_icdf"`` (chapter number, dot, name). Registering an id again
+    Ids look like ``"generative_models.exp_icdf"`` (chapter number, dot, name). Registering an id again
     replaces the previous check (re-running a notebook cell must not fail).
     """
     if not isinstance(qid, str) or not qid.strip():
@@ -97,6 +118,12 @@ def _lookup(qid: str) -> Callable[..., Any]:
         _load_chapter_checks()
     if qid in _REGISTRY:
         return _REGISTRY[qid]
+    old = re.fullmatch(r"(\d\d)\.(\w+)", qid) if isinstance(qid, str) else None
+    if old and f"{_OLD_NUMBERS.get(old[1])}.{old[2]}" in _REGISTRY:
+        new = f"{_OLD_NUMBERS[old[1]]}.{old[2]}"
+        raise UnknownQuestionError(
+            f"question ids are named by chapter now, not numbered: use {new!r} instead of {qid!r}"
+        )
     known = ", ".join(sorted(_REGISTRY)) or "none"
     msg = f"unknown question id {qid!r}; known ids: {known}"
     if _IMPORT_ERRORS:

@@ -12,7 +12,7 @@ r"""Autoencoders and variational autoencoders (chapters 03–04).
   :func:`active_units`, :func:`interpolate`, :func:`gaussian_grid`.
 * :func:`vae_mnist` — the training recipe of chapter 04, cached with :func:`gencourse.train.load_or_train`
   under the names ``"vae"``, ``"vae2d"``, ``"cvae"`` (and ``"vae_beta<β>"`` for the β sweep), so that
-  chapter 12's scoreboard reloads the same checkpoints (entries ``"VAE"`` and ``"CVAE"``).
+  chapter 14's scoreboard reloads the same checkpoints (entries ``"VAE"`` and ``"CVAE"``).
 * :class:`LinearGaussian` — the linear-Gaussian latent model (probabilistic PCA, Tipping & Bishop,
   1999), where :math:`\log p(x)`, the posterior and the ELBO are all exact, so that
   :math:`\mathrm{ELBO} \le \log p(x)` can be checked with numbers (chapter 04).
@@ -20,7 +20,7 @@ r"""Autoencoders and variational autoencoders (chapters 03–04).
 Likelihood convention (chapter 04): :math:`\log p_\theta(x \mid z)` is the Bernoulli log-likelihood
 of the grey values, **per image, summed over the 784 pixels**, i.e. minus the binary cross-entropy
 summed over pixels (:func:`gencourse.losses.bernoulli_log_likelihood`); all ELBO / NLL numbers are
-per image, in nats. The VAE's β is not the diffusion β (chapter 11).
+per image, in nats. The VAE's β is not the diffusion β (chapter 12).
 """
 
 from __future__ import annotations
@@ -525,7 +525,7 @@ class LinearGaussian:
 
 
 # ----------------------------------------------------------------------------------------------
-# The training recipe of chapter 04 (shared with the scoreboard of chapter 12)
+# The training recipe of chapter 04 (shared with the scoreboard of chapter 14)
 # ----------------------------------------------------------------------------------------------
 
 #: Training steps of the chapter's VAEs per profile (batches of ``batch_size`` images).
@@ -636,7 +636,7 @@ def vae_mnist(name: str = "vae", *, retrain: bool | None = None, progress: bool 
 
 
 # ----------------------------------------------------------------------------------------------
-# Scoreboard entries (chapter 12): the chapter's checkpoints, sampled from the prior
+# Scoreboard entries (chapter 14): the chapter's checkpoints, sampled from the prior
 # ----------------------------------------------------------------------------------------------
 
 from .. import scoreboard  # noqa: E402  (after the recipe it uses)

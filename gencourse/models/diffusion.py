@@ -1,4 +1,4 @@
-r"""Chapter 11's diffusion model of MNIST: the training recipe shared by the chapter and the scoreboard.
+r"""Chapter 12's diffusion model of MNIST: the training recipe shared by the chapter and the scoreboard.
 
 One class-conditional :class:`~gencourse.nn.DiffusionUNet` trained with label dropout serves every
 use in the chapter: conditional samples (a label :math:`y`), unconditional ones (the null label
@@ -33,7 +33,7 @@ DDPM_STEPS = {"smoke": 8, "cpu": 3_500, "gpu": 20_000}
 
 
 def ddpm_settings(name: str = "ddpm_cfg", *, profile: str | None = None, **overrides) -> dict:
-    r"""The settings of chapter 11's model, a JSON-serialisable dict (hashed into the checkpoint's
+    r"""The settings of chapter 12's model, a JSON-serialisable dict (hashed into the checkpoint's
     file name by :func:`gencourse.train.load_or_train`).
 
     ==============  ==============================================================  =================
@@ -116,7 +116,7 @@ def train_ddpm(model: DiffusionUNet, ema: train.EMA, settings: dict, *, progress
     3. an Adam step at the learning rate of :func:`gencourse.train.lr_cosine`, then ``ema.update``.
 
     Every random number comes from one CPU generator seeded with ``settings["seed"]``, in this
-    order, so that chapter 11's written-out loop reproduces it exactly. Returns the
+    order, so that chapter 12's written-out loop reproduces it exactly. Returns the
     :class:`~gencourse.train.History` (``loss`` per step).
     """
     x, y = data.mnist("train", value_range="pm1").tensors
@@ -146,7 +146,7 @@ def train_ddpm(model: DiffusionUNet, ema: train.EMA, settings: dict, *, progress
 
 
 def ddpm_mnist(name: str = "ddpm_cfg", *, retrain: bool | None = None, progress: bool = True, **overrides):
-    """Chapter 11's trained model: loaded from the cache if it was trained before with the same
+    """Chapter 12's trained model: loaded from the cache if it was trained before with the same
     settings under the same profile, else trained (:func:`train_ddpm`) and cached.
 
     Returns ``(ema_model, schedule, history)``: the EMA of the weights (the model to sample from) in
@@ -194,11 +194,11 @@ def sample_mnist(
     return torch.cat(out)
 
 
-#: The sampler of chapter 11's reported samples: DDIM (eta = 0) with classifier-free guidance.
+#: The sampler of chapter 12's reported samples: DDIM (eta = 0) with classifier-free guidance.
 SAMPLER = {"w": 1.0, "n_steps": 20}
 
 # ----------------------------------------------------------------------------------------------
-# Scoreboard entry (chapter 12): the chapter's checkpoint, guided DDIM samples
+# Scoreboard entry (chapter 14): the chapter's checkpoint, guided DDIM samples
 # ----------------------------------------------------------------------------------------------
 
 from .. import scoreboard  # noqa: E402  (after the recipe it uses)

@@ -20,7 +20,7 @@ A GAN is a generator :math:`G: z \mapsto x`, :math:`z \sim \mathcal N(0, I)`, an
   space and latent vector arithmetic (chapter 07).
 * :func:`dcgan_settings`, :func:`build_dcgan`, :func:`train_dcgan`, :func:`dcgan_mnist` — chapter 07's
   training recipe, cached with :func:`gencourse.train.load_or_train` under the name ``"dcgan"``;
-  chapter 12's scoreboard reloads the same checkpoint (entry ``"DCGAN"``).
+  chapter 14's scoreboard reloads the same checkpoint (entry ``"DCGAN"``).
 
 Images are in :math:`[-1, 1]` (``value_range="pm1"`` of :func:`gencourse.data.mnist`): the
 generators end with :math:`\tanh`.
@@ -543,7 +543,7 @@ def attribute_direction(z: torch.Tensor, score: torch.Tensor, q: float = 0.2, gr
 
 
 # ----------------------------------------------------------------------------------------------
-# The training recipe of chapter 07 (shared with the scoreboard of chapter 12)
+# The training recipe of chapter 07 (shared with the scoreboard of chapter 14)
 # ----------------------------------------------------------------------------------------------
 
 
@@ -681,7 +681,7 @@ def dcgan_mnist(name: str = "dcgan", *, retrain: bool | None = None, progress: b
 
 
 # ----------------------------------------------------------------------------------------------
-# Scoreboard entry (chapter 12): the chapter's checkpoint, sampled from the EMA generator
+# Scoreboard entry (chapter 14): the chapter's checkpoint, sampled from the EMA generator
 # ----------------------------------------------------------------------------------------------
 
 from .. import scoreboard  # noqa: E402  (after the recipe it uses)

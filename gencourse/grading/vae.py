@@ -19,7 +19,7 @@ def _latents(seed: int = 0, B: int = 4, d: int = 3):
     return torch.randn(B, d, generator=g), 1.5 * torch.randn(B, d, generator=g)
 
 
-@register("04.reparameterize")
+@register("vae.reparameterize")
 def _reparameterize(reparameterize):
     import torch
 
@@ -44,7 +44,7 @@ def _reparameterize(reparameterize):
     expect_close(logvar_.grad, 0.5 * (0.5 * logvar).exp() * eps, what="d z / d logvar", rtol=1e-4, atol=1e-6)
 
 
-@register("04.kl_standard_normal")
+@register("vae.kl_standard_normal")
 def _kl_standard_normal(kl_standard_normal):
     import torch
 
@@ -73,7 +73,7 @@ def _kl_standard_normal(kl_standard_normal):
     expect_close(zero, torch.zeros(2), what="the KL of N(0, I) from itself", atol=1e-7)
 
 
-@register("04.negative_elbo")
+@register("vae.negative_elbo")
 def _negative_elbo(negative_elbo):
     import torch
 
@@ -101,7 +101,7 @@ def _negative_elbo(negative_elbo):
                      hint="mean over the batch of [BCE summed over pixels + beta * KL summed over latent dimensions]")
 
 
-@register("04.iwae_bound")
+@register("vae.iwae_bound")
 def _iwae_bound(iwae_bound):
     import torch
 
@@ -125,7 +125,7 @@ def _iwae_bound(iwae_bound):
     expect_close(tiny, [-1000.0, -1000.0], what="iwae_bound of three equal log-weights -1000", rtol=1e-9)
 
 
-@register("04.conditional_decoder_input")
+@register("vae.conditional_decoder_input")
 def _conditional_decoder_input(conditional_decoder_input):
     import torch
 

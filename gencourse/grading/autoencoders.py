@@ -20,7 +20,7 @@ def _close(a, b, rtol=1e-4, atol=1e-4) -> bool:
     return a.shape == b.shape and bool(torch.allclose(a, b, rtol=rtol, atol=atol))
 
 
-@register("03.reconstruction_loss")
+@register("autoencoders.reconstruction_loss")
 def _reconstruction_loss(reconstruction_loss):
     import torch
 
@@ -48,7 +48,7 @@ def _reconstruction_loss(reconstruction_loss):
            "(binary_cross_entropy_with_logits), not from sigmoid(logits), which rounds to 0 and 1")
 
 
-@register("03.interpolate")
+@register("autoencoders.interpolate")
 def _interpolate(interpolate):
     import torch
 
@@ -67,7 +67,7 @@ def _interpolate(interpolate):
                      hint="z_j = (1 - t_j) z0 + t_j z1 with t_j = j / (n - 1), j = 0..n-1")
 
 
-@register("03.pca_directions")
+@register("autoencoders.pca_directions")
 def _pca_directions(pca_directions):
     import torch
 

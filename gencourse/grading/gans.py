@@ -18,7 +18,7 @@ def _logits():
     return 3 * torch.randn(6, generator=g), 3 * torch.randn(4, generator=g)
 
 
-@register("06.d_loss")
+@register("gans.d_loss")
 def _d_loss(d_loss):
     import torch
 
@@ -41,7 +41,7 @@ def _d_loss(d_loss):
     expect_close(extreme, losses.d_loss_bce(torch.tensor([-150.0, 0.0]), torch.tensor([150.0, 0.0])), what="d_loss at logits +-150", rtol=1e-4)
 
 
-@register("06.g_loss_ns")
+@register("gans.g_loss_ns")
 def _g_loss_ns(g_loss_ns):
     import torch
 
@@ -61,7 +61,7 @@ def _g_loss_ns(g_loss_ns):
     expect(bool(torch.isfinite(extreme)), "g_loss_ns(-150) is not finite: compute it from the logits with softplus")
 
 
-@register("06.optimal_d")
+@register("gans.optimal_d")
 def _optimal_d(optimal_d):
     import torch
 
@@ -87,7 +87,7 @@ def _toy_gan(seed: int = 0):
     return G, D
 
 
-@register("06.discriminator_step")
+@register("gans.discriminator_step")
 def _discriminator_step(discriminator_step):
     import copy
 
@@ -110,7 +110,7 @@ def _discriminator_step(discriminator_step):
                      hint="zero the gradients, loss_D = d_loss(D(x_real), D(x_fake)), backward, opt_D.step(); real = 1, fake = 0")
 
 
-@register("06.generator_step")
+@register("gans.generator_step")
 def _generator_step(generator_step):
     import copy
 

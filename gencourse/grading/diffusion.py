@@ -1,4 +1,4 @@
-"""Public checks for the exercises of chapter 11 (diffusion models).
+"""Public checks for the exercises of chapter 12 (diffusion models).
 
 Each check compares the student's function with :mod:`gencourse.diffusion` and, when the answer
 matches a classic mistake, says which: an off-by-one in :math:`t` (:math:`\\bar\\alpha_{t-1}` used
@@ -29,7 +29,7 @@ def _bc(a, t):
     return a[t].view(-1, 1, 1, 1)
 
 
-@register("11.q_sample")
+@register("diffusion.q_sample")
 def _q_sample(q_sample):
     import torch
 
@@ -67,7 +67,7 @@ def _q_sample(q_sample):
                  rtol=1e-5, atol=1e-6)
 
 
-@register("11.ddpm_loss")
+@register("diffusion.ddpm_loss")
 def _ddpm_loss(ddpm_loss):
     import torch
 
@@ -110,7 +110,7 @@ def _ddpm_loss(ddpm_loss):
            "the loss carries no gradient to the model: do not detach eps_model's output or call .item()")
 
 
-@register("11.ddpm_step")
+@register("diffusion.ddpm_step")
 def _ddpm_step(ddpm_step):
     import torch
 
@@ -145,7 +145,7 @@ def _ddpm_step(ddpm_step):
     expect_close(got, last, what="ddpm_step at t = 1", rtol=1e-4, atol=1e-5, hint="at t = 1, x_0 = (x_1 - beta_1 / sqrt(1 - alpha_bar_1) eps_hat) / sqrt(alpha_1)")
 
 
-@register("11.ddim_step")
+@register("diffusion.ddim_step")
 def _ddim_step(ddim_step):
     import torch
 
@@ -179,7 +179,7 @@ def _ddim_step(ddim_step):
                  rtol=1e-4, atol=1e-4, hint="with the true noise, x0_hat is exact, and at t_prev = 0 (alpha_bar_0 = 1) x_s = x0_hat")
 
 
-@register("11.guided_eps")
+@register("diffusion.guided_eps")
 def _guided_eps(guided_eps):
     import torch
 

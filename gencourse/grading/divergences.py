@@ -35,7 +35,7 @@ def diagnose(actual, expected, mistakes: dict, *, what: str, rtol: float = 1e-5,
     expect_close(actual, expected, what=what, rtol=rtol, atol=atol, hint=hint)
 
 
-@register("01.kl_diag_gaussians")
+@register("divergences.kl_diag_gaussians")
 def _kl_diag_gaussians(kl_diag_gaussians):
     import torch
 
@@ -61,7 +61,7 @@ def _kl_diag_gaussians(kl_diag_gaussians):
     expect_close(same, torch.zeros(4, dtype=torch.float64), what="KL(p || p)", atol=1e-9)
 
 
-@register("01.kl_monte_carlo")
+@register("divergences.kl_monte_carlo")
 def _kl_monte_carlo(kl_monte_carlo):
     import torch
     from torch.distributions import Normal
@@ -87,7 +87,7 @@ def _kl_monte_carlo(kl_monte_carlo):
     }, what="the standard error", rtol=1e-3)
 
 
-@register("01.js_divergence")
+@register("divergences.js_divergence")
 def _js_divergence(js_divergence):
     import torch
 
@@ -110,7 +110,7 @@ def _js_divergence(js_divergence):
                  hint="0 log 0 = 0: use torch.xlogy, or sum only where p > 0; the answer is log 2")
 
 
-@register("01.kde_log_prob")
+@register("divergences.kde_log_prob")
 def _kde_log_prob(kde_log_prob):
     import torch
 
@@ -134,7 +134,7 @@ def _kde_log_prob(kde_log_prob):
         hint="log p(x) = logsumexp_i(-|x - x_i|^2 / (2 h^2)) - log N - D/2 log(2 pi h^2)")
 
 
-@register("01.gaussian_mle")
+@register("divergences.gaussian_mle")
 def _gaussian_mle(gaussian_mle):
     import torch
 

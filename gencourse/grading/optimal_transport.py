@@ -8,11 +8,11 @@ norm, ...) to say which one it is.
 
 from __future__ import annotations
 
-from .ch01 import diagnose
+from .divergences import diagnose
 from .checks import expect, expect_close, expect_shape, register
 
 
-@register("02.wasserstein_1d")
+@register("optimal_transport.wasserstein_1d")
 def _wasserstein_1d(wasserstein_1d):
     import torch
 
@@ -32,7 +32,7 @@ def _wasserstein_1d(wasserstein_1d):
         }, what=f"wasserstein_1d(x, y, p={p})", rtol=1e-6)
 
 
-@register("02.w2_diag_gaussians")
+@register("optimal_transport.w2_diag_gaussians")
 def _w2_diag_gaussians(w2_diag_gaussians):
     import torch
 
@@ -62,7 +62,7 @@ def _problem(n=4, m=6, seed=0):
     return a, b, ((x[:, None] - y[None]) ** 2).sum(-1)
 
 
-@register("02.sinkhorn")
+@register("optimal_transport.sinkhorn")
 def _sinkhorn(sinkhorn):
     import torch
 
@@ -89,7 +89,7 @@ def _sinkhorn(sinkhorn):
                  hint="rows must sum to a: is your plan transposed?")
 
 
-@register("02.c_transform")
+@register("optimal_transport.c_transform")
 def _c_transform(c_transform):
     import torch
 
@@ -107,7 +107,7 @@ def _c_transform(c_transform):
     }, what="c_transform(f, M)", hint="f^c_j = min_i (M_ij - f_i)")
 
 
-@register("02.dual_value")
+@register("optimal_transport.dual_value")
 def _dual_value(dual_value):
     import torch
 
@@ -126,7 +126,7 @@ def _dual_value(dual_value):
                  hint="at the optimum the dual value equals the optimal transport cost")
 
 
-@register("02.gradient_penalty")
+@register("optimal_transport.gradient_penalty")
 def _gradient_penalty(gradient_penalty):
     import torch
     from torch import nn

@@ -11,7 +11,7 @@ import math
 from .checks import expect, expect_close, expect_shape, register
 
 
-@register("00.exp_icdf")
+@register("generative_models.exp_icdf")
 def _exp_icdf(exp_icdf):
     import torch
 
@@ -26,7 +26,7 @@ def _exp_icdf(exp_icdf):
     expect_close(exp_icdf(torch.tensor([0.5]), 2.0), [math.log(2) / 2], what="exp_icdf(0.5, rate=2)", rtol=1e-4)
 
 
-@register("00.sample_exponential")
+@register("generative_models.sample_exponential")
 def _sample_exponential(sample_exponential):
     import torch
 
@@ -47,7 +47,7 @@ def _sample_exponential(sample_exponential):
     expect(torch.equal(y, z), "use the generator argument (torch.rand(n, generator=generator)) so that samples are reproducible")
 
 
-@register("00.ks_statistic")
+@register("generative_models.ks_statistic")
 def _ks_statistic(ks_statistic):
     import torch
 
@@ -68,7 +68,7 @@ def _ks_statistic(ks_statistic):
         )
 
 
-@register("00.chi2_density")
+@register("generative_models.chi2_density")
 def _chi2_density(chi2_density):
     import torch
 
@@ -81,7 +81,7 @@ def _chi2_density(chi2_density):
     )
 
 
-@register("00.linear_pushforward")
+@register("generative_models.linear_pushforward")
 def _linear_pushforward(linear_pushforward):
     import torch
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from .checks import expect, expect_close, expect_shape, register
 
 
-@register("07.conv_transpose")
+@register("dcgan.conv_transpose")
 def _conv_transpose(conv_transpose):
     import torch
     import torch.nn.functional as F
@@ -30,7 +30,7 @@ def _conv_transpose(conv_transpose):
                  what="conv_transpose of a 3x4 input with a 2x3 kernel, stride 3", rtol=1e-4, atol=1e-5)
 
 
-@register("07.output_size")
+@register("dcgan.output_size")
 def _output_size(output_size):
     from gencourse import nn as gnn
 
@@ -57,7 +57,7 @@ def _block_checks(block, c_in, c_out, side, expected_side, conv_type, act, what)
     return types
 
 
-@register("07.generator_block")
+@register("dcgan.generator_block")
 def _generator_block(generator_block):
     import torch
     from torch import nn
@@ -70,7 +70,7 @@ def _generator_block(generator_block):
     expect(float(y.min()) >= 0, "the block's output has negative values: end with ReLU")
 
 
-@register("07.discriminator_block")
+@register("dcgan.discriminator_block")
 def _discriminator_block(discriminator_block):
     import torch
     from torch import nn

@@ -1,4 +1,4 @@
-"""Public checks for the exercises of chapter 12 (evaluating generative models).
+"""Public checks for the exercises of chapter 14 (evaluating generative models).
 
 Each check compares the student's function with the library's reference (:mod:`gencourse.metrics`)
 on cases chosen so that the classic mistakes give a different answer, and says which case failed.
@@ -19,7 +19,7 @@ def _spd(d, seed, rank=None):
     return A @ A.T / (rank or d)
 
 
-@register("12.frechet_gaussians")
+@register("evaluation.frechet_gaussians")
 def _frechet_gaussians(frechet_gaussians):
     import torch
 
@@ -58,7 +58,7 @@ def _frechet_gaussians(frechet_gaussians):
                  what="d^2 for singular covariances", rtol=1e-4, atol=1e-6)
 
 
-@register("12.fid_from_features")
+@register("evaluation.fid_from_features")
 def _fid_from_features(fid_from_features):
     import torch
 
@@ -76,7 +76,7 @@ def _fid_from_features(fid_from_features):
     expect_close(float(fid_from_features(fb, fa)), metrics.frechet_distance(fa, fb), what="FID(b, a) (it is symmetric)", rtol=1e-5)
 
 
-@register("12.kid_unbiased")
+@register("evaluation.kid_unbiased")
 def _kid_unbiased(kid_unbiased):
     import torch
 
@@ -100,7 +100,7 @@ def _kid_unbiased(kid_unbiased):
     )
 
 
-@register("12.precision_recall")
+@register("evaluation.precision_recall")
 def _precision_recall(precision_recall_knn):
     import torch
 
@@ -121,7 +121,7 @@ def _precision_recall(precision_recall_knn):
         )
 
 
-@register("12.bits_per_dim")
+@register("evaluation.bits_per_dim")
 def _bits_per_dim(bits_per_dim):
     from gencourse import metrics
 

@@ -1,0 +1,90 @@
+"""The public checks of chapter 12 accept the right answers and reject the classic mistakes."""
+
+import pytest
+import torch
+
+from gencourse import diffusion as D
+from gencourse.grading import check
+
+
+def bc(a, t):
+    return a[t].view(-1, *([1] * 3)) if torch.is_tensor(t) and t.ndim else a[t]
+
+
+# --- right answers, written the way a student would ---------------------------------------------
+
+
+def q_sample(x0, t, eps, alpha_bar):
+    ab = alpha_bar[t].view(-1, 1, 1, 1)
+    return ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+
+
+def ddpm_loss(eps_model, x0, t, eps, alpha_bar):
+    x_t = q_sample(x0, t, eps, alpha_bar)
+    return ((eps - eps_model(x_t, t)) ** 2).mean()
+
+
+def ddpm_step(x_t, t, eps_hat, beta, alpha_bar, z):
+    mean = (x_t - beta[t] / (1 - alpha_bar[t]).sqrt() * eps_hat) / (1 - beta[t]).sqrt()
+    return mean + (beta[t].sqrt() * z if t > 1 else 0)
+
+
+def ddim_step(x_t, t, t_prev, eps_hat, alpha_bar):
+    x0 = (x_t - (1 - alpha_bar[t]).sqrt() * eps_hat) / alpha_bar[t].sqrt()
+    return alpha_bar[t_prev].sqrt() * x0 + (1 - alpha_bar[t_prev]).sqrt() * eps_hat
+
+
+def test_right_answers_pass(capsys):
+    assert check("diffusion.q_sample", q_sample)
+    assert check("diffusion.ddpm_loss", ddpm_loss)
+    assert check("diffusion.ddpm_step", ddpm_step)
+    assert check("diffusion.ddim_step", ddim_step)
+    assert check("diffusion.guided_eps", lambda c, u, w: (1 + w) * c - w * u)
+    # the library itself passes too
+    assert check("diffusion.q_sample", D.q_sample)
+    assert check("diffusion.ddpm_step", D.ddpm_step)
+    assert check("diffusion.ddim_step", D.ddim_step)
+    assert check("diffusion.guided_eps", D.guided_eps)
+    assert capsys.readouterr().out.count("✔") == 9
+
+
+def _ab(a, t):
+    return a[t].view(-1, 1, 1, 1)
+
+
+@pytest.mark.parametrize(
+    "qid, wrong, message",
+    [
+        # q_sample
+        ("diffusion.q_sample", lambda x0, t, eps, ab: _ab(ab, t - 1).sqrt() * x0 + (1 - _ab(ab, t - 1)).sqrt() * eps, "off by one"),
+        ("diffusion.q_sample", lambda x0, t, eps, ab: _ab(ab, t) * x0 + (1 - _ab(ab, t)) * eps, "square roots are missing"),
+        ("diffusion.q_sample", lambda x0, t, eps, ab: _ab(ab, t).sqrt() * x0 + (1 - _ab(ab, t)) * eps, "square root on the noise"),
+        ("diffusion.q_sample", lambda x0, t, eps, ab: _ab(ab, t).sqrt() * eps + (1 - _ab(ab, t)).sqrt() * x0, "swapped"),
+        ("diffusion.q_sample", lambda x0, t, eps, ab: ab[t].sqrt() * x0 + (1 - ab[t]).sqrt() * eps, "shape"),  # no broadcast
+        # ddpm_loss
+        ("diffusion.ddpm_loss", lambda m, x0, t, eps, ab: ((eps - m(q_sample(x0, t, eps, ab), t)) ** 2).flatten(1).sum(1).mean(), "summed over the pixels"),
+        ("diffusion.ddpm_loss", lambda m, x0, t, eps, ab: ((eps - m(q_sample(x0, t, eps, ab), t)) ** 2).sum(), "not the sum"),
+        ("diffusion.ddpm_loss", lambda m, x0, t, eps, ab: ((eps - m(q_sample(x0, t - 1, eps, ab), t)) ** 2).mean(), "off by one"),
+        ("diffusion.ddpm_loss", lambda m, x0, t, eps, ab: ((eps - m(q_sample(x0, t, eps, ab), t - 1)) ** 2).mean(), "same t"),
+        ("diffusion.ddpm_loss", lambda m, x0, t, eps, ab: ((x0 - m(q_sample(x0, t, eps, ab), t)) ** 2).mean(), "not x0"),
+        ("diffusion.ddpm_loss", lambda m, x0, t, eps, ab: ((eps - m(q_sample(x0, t, eps, ab), t).detach()) ** 2).mean(), "no gradient"),
+        # ddpm_step
+        ("diffusion.ddpm_step", lambda x, t, e, b, ab, z: (x - b[t] / (1 - ab[t]).sqrt() * e) / (1 - b[t]).sqrt() + b[t].sqrt() * z, "no noise is added at the last step"),
+        ("diffusion.ddpm_step", lambda x, t, e, b, ab, z: (x - b[t] / (1 - ab[t]).sqrt() * e) / (1 - b[t]).sqrt() + (b[t] * z if t > 1 else 0), "sqrt\\(beta_t\\), not beta_t"),
+        ("diffusion.ddpm_step", lambda x, t, e, b, ab, z: (x - b[t] / (1 - ab[t]).sqrt() * e) / ab[t].sqrt() + (b[t].sqrt() * z if t > 1 else 0), "not sqrt\\(alpha_bar_t\\)"),
+        ("diffusion.ddpm_step", lambda x, t, e, b, ab, z: (x - b[t] / (1 - ab[t]) * e) / (1 - b[t]).sqrt() + (b[t].sqrt() * z if t > 1 else 0), "square root is missing"),
+        ("diffusion.ddpm_step", lambda x, t, e, b, ab, z: D.ddpm_step(x, t - 1 if t > 1 else t, e, b, ab, z) if t > 1 else D.ddpm_step(x, t, e, b, ab, z), "off by one"),
+        ("diffusion.ddpm_step", lambda x, t, e, b, ab, z: (x - b[t] / (1 - ab[t]).sqrt() * e) / (1 - b[t]).sqrt(), "random term"),
+        # ddim_step
+        ("diffusion.ddim_step", lambda x, t, s, e, ab: ddim_step(x, s, t, e, ab), "swapped"),
+        ("diffusion.ddim_step", lambda x, t, s, e, ab: ddim_step(x, t, t - 1, e, ab), "DDIM skips steps"),
+        ("diffusion.ddim_step", lambda x, t, s, e, ab: ab[s].sqrt() * (x - (1 - ab[t]) * e) / ab[t].sqrt() + (1 - ab[s]).sqrt() * e, "square root is missing"),
+        ("diffusion.ddim_step", lambda x, t, s, e, ab: ab[s].sqrt() * (x - (1 - ab[t]).sqrt() * e) / ab[t].sqrt(), "direction term"),
+        # guidance
+        ("diffusion.guided_eps", lambda c, u, w: u + w * (c - u), "other convention"),
+        ("diffusion.guided_eps", lambda c, u, w: c - w * (c - u), "not minus"),
+    ],
+)
+def test_classic_mistakes_fail_with_a_specific_message(qid, wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        check(qid, wrong)
