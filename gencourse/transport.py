@@ -16,16 +16,20 @@ Closed forms: in one dimension the optimal plan matches sorted samples,
 and between Gaussians :func:`wasserstein2_gaussians`. For :math:`W_1` the Kantorovich–Rubinstein
 duality :math:`W_1(P, Q) = \sup_{\|f\|_L \le 1} \mathbb E_P f - \mathbb E_Q f` is estimated with a
 neural critic (:func:`critic_objective`) kept Lipschitz by weight clipping (:func:`clip_weights_`)
-or a gradient penalty (:func:`gradient_penalty`): the WGAN critic of chapter 08.
+or a gradient penalty (:func:`gradient_penalty`): the WGAN critic of chapter 08. These three live in
+:mod:`gencourse.losses` and are re-exported here.
 """
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch import nn
+
+# The Wasserstein critic's objective, gradient penalty and weight clipping live in losses (chapter 08
+# trains with them); chapter 02 meets them here first.
+from .losses import clip_weights_, critic_objective, gradient_penalty
 
 __all__ = [
     "wasserstein_1d",
@@ -275,69 +279,3 @@ def c_transform(f: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
     if not isinstance(f, torch.Tensor) or f.shape != (M.shape[0],):
         raise ValueError(f"f must have shape (n,) = ({M.shape[0]},) to match M of shape {tuple(M.shape)}, got {tuple(getattr(f, 'shape', ()))}")
     return (M - f[:, None]).min(dim=0).values
-
-
-def critic_objective(critic: Callable[[torch.Tensor], torch.Tensor], x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
-    r"""The Kantorovich–Rubinstein objective that a Wasserstein critic maximises:
-
-    .. math:: \mathbb E_{x \sim P}[f(x)] - \mathbb E_{x \sim Q}[f(x)] \;\le\; K \cdot W_1(P, Q)
-              \quad\text{for a } K\text{-Lipschitz } f,
-
-    with equality at the best 1-Lipschitz :math:`f` (Villani, 2008, Remark 6.5; Arjovsky et al.,
-    2017). ``critic`` maps ``(B, ...)`` to ``(B,)`` or ``(B, 1)``; ``x_real`` ``(B, ...)`` from
-    :math:`P`, ``x_fake`` ``(B', ...)`` from :math:`Q`. Returns a scalar; the critic's loss is its
-    negative (chapters 02 and 08).
-    """
-    d_real, d_fake = critic(x_real), critic(x_fake)
-    for d, x, name in ((d_real, x_real, "x_real"), (d_fake, x_fake, "x_fake")):
-        if d.reshape(d.shape[0], -1).shape[1] != 1 or d.shape[0] != x.shape[0]:
-            raise ValueError(f"critic({name}) must have shape (B,) or (B, 1) with B = {x.shape[0]}, got {tuple(d.shape)}")
-    return d_real.mean() - d_fake.mean()
-
-
-def gradient_penalty(
-    critic: Callable[[torch.Tensor], torch.Tensor],
-    x_real: torch.Tensor,
-    x_fake: torch.Tensor,
-    u: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    r"""The WGAN-GP gradient penalty (Gulrajani et al., 2017, eq. (3)), without its weight :math:`\lambda`:
-
-    .. math:: \hat x = u\, x_\text{real} + (1 - u)\, x_\text{fake}, \quad u \sim \mathcal U[0, 1]
-              \text{ one per sample}, \qquad
-              \mathrm{GP} = \frac1B \sum_{b=1}^B \big(\|\nabla_{\hat x} f(\hat x_b)\|_2 - 1\big)^2
-
-    The norm is taken **per sample over all of its dimensions** (all pixels and channels of an
-    image), not per coordinate. ``x_real``, ``x_fake`` of the same shape ``(B, ...)``; ``u`` of
-    shape ``(B,)`` (or ``(B, 1, ..., 1)``), drawn with ``generator`` when not given. Returns a
-    scalar that keeps the graph (``create_graph=True``), so ``(-critic_objective + lambda_gp * GP)
-    .backward()`` trains the critic. The interpolates are detached from ``x_real``/``x_fake``.
-    """
-    if x_real.shape != x_fake.shape or x_real.ndim < 2:
-        raise ValueError(f"x_real and x_fake must have the same shape (B, ...), got {tuple(x_real.shape)} and {tuple(x_fake.shape)}")
-    B = x_real.shape[0]
-    bshape = (B,) + (1,) * (x_real.ndim - 1)
-    if u is None:
-        u = torch.rand(B, generator=generator, dtype=x_real.dtype, device=generator.device if generator is not None else x_real.device).to(x_real.device)
-    if u.numel() != B or u.shape[0] != B:
-        raise ValueError(f"u must hold one number per sample, shape ({B},) or {bshape}, got {tuple(u.shape)}")
-    u = u.reshape(bshape)
-    x_hat = (u * x_real + (1 - u) * x_fake).detach().requires_grad_(True)
-    with torch.enable_grad():
-        d_hat = critic(x_hat)
-        (grad,) = torch.autograd.grad(d_hat.sum(), x_hat, create_graph=True)
-    norm = grad.reshape(B, -1).norm(2, dim=1)  # (B,): one norm per sample, over all dimensions
-    return ((norm - 1) ** 2).mean()
-
-
-@torch.no_grad()
-def clip_weights_(module: nn.Module, c: float = 0.01) -> nn.Module:
-    r"""Clamp every parameter of ``module`` to :math:`[-c, c]` in place (the original WGAN, Arjovsky
-    et al., 2017, Algorithm 1, :math:`c = 0.01`). This makes the critic :math:`K`-Lipschitz for some
-    :math:`K` that depends on :math:`c` and the architecture, not 1-Lipschitz. Returns ``module``."""
-    if not float(c) > 0:
-        raise ValueError(f"c must be > 0, got {c}")
-    for p in module.parameters():
-        p.clamp_(-c, c)
-    return module
