@@ -19,6 +19,7 @@ otherwise detected: ``gpu`` when CUDA is available, else ``cpu``.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 from pathlib import Path
@@ -38,6 +39,8 @@ __all__ = [
     "seed_everything",
     "device",
     "cache_dir",
+    "threads",
+    "check_positive_int",
 ]
 
 
@@ -116,3 +119,56 @@ def cache_dir(sub: str | None = None) -> Path:
             f"set {ENV_DATA} to a folder you can write to"
         ) from err
     return path
+
+
+class threads:
+    r"""Run PyTorch on ``n`` CPU threads: for a block (``with``), a function (decorator) or the session.
+
+    ::
+
+        with gc.config.threads(1):      # a block; the previous setting is restored afterwards
+            train_recipe()
+
+        @gc.config.threads(1)           # every call of a function (restored after each call)
+        def metric(...): ...
+
+        gc.config.threads(1)            # a plain call: from here on, for the whole session
+
+    The networks and matrices of the course are small: on a busy or shared 2-core machine (several
+    notebooks or test workers), one thread is often several times faster than two, which spin idly,
+    and one thread makes floating-point reductions independent of the machine's core count. Like
+    ``torch.set_grad_enabled``, the setting takes effect when the object is created; leaving the
+    ``with`` block restores the previous one. ``n`` must be a positive int.
+    """
+
+    def __init__(self, n: int = 1):
+        self.n = check_positive_int(n, "n")
+        self.previous = torch.get_num_threads()
+        if self.previous != self.n:
+            torch.set_num_threads(self.n)
+
+    def __enter__(self) -> "threads":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if torch.get_num_threads() != self.previous:
+            torch.set_num_threads(self.previous)
+
+    def __call__(self, func):
+        self.__exit__()  # used as a decorator: the setting applies to calls, not to the import
+        n = self.n
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            with threads(n):
+                return func(*args, **kwargs)
+
+        return wrapper
+
+
+def check_positive_int(value, name: str = "n") -> int:
+    """Return ``value`` as an ``int`` if it is a positive integer (``bool`` excluded), else raise a
+    ``ValueError`` that names the argument and shows what came."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {type(value).__name__} {value!r}")
+    return int(value)

@@ -12,7 +12,8 @@ call :func:`fit` with a one-step function::
     history = gc.train.fit(step, loader, steps=gc.config.budget(smoke=20, cpu=2_000, gpu=20_000))
 
 Nothing here holds global state, so the same step functions run under ``torchrun`` with
-DistributedDataParallel (wrap the model, use a ``DistributedSampler``; only rank 0 saves).
+DistributedDataParallel (wrap the model, use a ``DistributedSampler``): every rank trains, and
+:func:`load_or_train` saves only on rank 0.
 """
 
 from __future__ import annotations
@@ -33,17 +34,24 @@ from tqdm.std import tqdm  # plain text on stderr: the rendered book drops it, J
 
 from . import config
 
-__all__ = ["History", "cycle", "fit", "EMA", "load_or_train", "checkpoint_path", "vae_step"]
+__all__ = ["History", "cycle", "fit", "EMA", "load_or_train", "last_run_info", "checkpoint_path", "lr_cosine", "vae_step"]
 
 
 @dataclass
 class History:
-    """Losses recorded by :func:`fit`: one list per name, one entry per step, and the run time."""
+    """Losses recorded by :func:`fit`: one list per name, one entry per step, and the run time.
+
+    ``info`` holds what a training run wants kept with its checkpoint besides losses (e.g. a
+    held-out accuracy); ``run`` is filled by :func:`load_or_train` (see :func:`last_run_info`).
+    """
 
     losses: dict = field(default_factory=dict)
     seconds: float = 0.0
+    info: dict = field(default_factory=dict)
+    run: dict = field(default_factory=dict)
 
     def append(self, values: Mapping[str, float]) -> None:
+        """Record one step's values (a dict name -> float)."""
         for name, value in values.items():
             self.losses.setdefault(name, []).append(float(value))
 
@@ -59,11 +67,13 @@ class History:
         return sum(values) / len(values)
 
     def to_dict(self) -> dict:
-        return {"losses": self.losses, "seconds": self.seconds}
+        """A plain dict (saved in checkpoints): losses, seconds and info."""
+        return {"losses": self.losses, "seconds": self.seconds, "info": self.info}
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "History":
-        return cls(losses={k: list(v) for k, v in d["losses"].items()}, seconds=float(d["seconds"]))
+    def from_dict(cls, d: Mapping) -> History:
+        """The inverse of :meth:`to_dict`."""
+        return cls(losses={k: list(v) for k, v in d["losses"].items()}, seconds=float(d["seconds"]), info=dict(d.get("info") or {}))
 
 
 def cycle(batches: Iterable) -> Iterator:
@@ -169,11 +179,17 @@ def _fingerprint(settings: Mapping) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def checkpoint_path(name: str, settings: Mapping | None = None, profile: str | None = None):
+def checkpoint_path(name: str, settings: Mapping | None = None, profile: str | None = None, *, per_profile: bool = True):
     """Where :func:`load_or_train` keeps ``name``'s checkpoint: the cache folder, keyed by a
-    hash of ``settings`` and the profile, so that a changed configuration never loads a stale file."""
+    hash of ``settings`` and the profile, so that a changed configuration never loads a stale file.
+
+    ``per_profile=False`` for a model whose training does not depend on the profile (e.g. the
+    feature network of the metrics): the file is ``<name>-<hash of settings>.pt``.
+    """
     if not name or any(c in name for c in "/\\ "):
         raise ValueError(f"name must be a non-empty word without slashes or spaces, got {name!r}")
+    if not per_profile:
+        return config.cache_dir("checkpoints") / f"{name}-{_fingerprint(dict(settings or {}))}.pt"
     profile = config.check_profile(profile) if profile else config.profile()
     key = _fingerprint({"name": name, "profile": profile, **dict(settings or {})})
     return config.cache_dir("checkpoints") / f"{name}-{profile}-{key}.pt"
@@ -187,6 +203,46 @@ def _as_modules(models) -> dict:
     raise ValueError("models must be an nn.Module or a non-empty dict of nn.Modules, " f"got {type(models).__name__}")
 
 
+def _is_saving_process() -> bool:
+    """False on the ranks other than 0 of an initialised ``torch.distributed`` process group."""
+    dist = torch.distributed
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def _run_message(name: str, run: Mapping) -> str:
+    when = f" on {run['date']}" if run.get("date") else ""
+    how = f" under {run['profile']}" if run.get("profile") else ""
+    threads = run.get("threads")
+    how += f", {threads} CPU thread{'s' if threads != 1 else ''}" if threads else ""
+    took = f"trained in {run['train_seconds']:.0f} s" if run.get("train_seconds") is not None else "training time unknown"
+    if run["trained"]:
+        return f"{name}: {took}{how}"
+    return f"{name}: loaded from the cache ({run['path'].rsplit('/', 1)[-1]}); {took}{when}{how}"
+
+
+_LAST_RUN: dict = {}
+
+
+def last_run_info(name: str | None = None) -> dict:
+    """What the last :func:`load_or_train` call (of ``name``, or of any name) did, for a chapter to show.
+
+    A dict: ``trained`` (``True`` if this call trained, ``False`` if it loaded the checkpoint),
+    ``train_seconds`` (wall-clock seconds of the training, whenever it happened), ``date`` (ISO
+    date and time of the training, UTC), ``profile``, ``threads`` (PyTorch CPU threads during the
+    training), ``device``, ``path`` (the checkpoint) and ``message`` (the line that was printed,
+    e.g. ``"dcgan: loaded from the cache (dcgan-cpu-....pt); trained in 229 s on 2026-12-01 ...
+    under cpu"``). The same dict is ``history.run`` on the returned :class:`History`. Checkpoints
+    written before run records existed give ``date``, ``threads`` and ``device`` as ``None``.
+    """
+    if name is None:
+        if "" not in _LAST_RUN:
+            raise LookupError("no load_or_train call has run in this process yet")
+        return dict(_LAST_RUN[""])
+    if name not in _LAST_RUN:
+        raise LookupError(f"load_or_train has not run {name!r} in this process (runs so far: {sorted(k for k in _LAST_RUN if k)})")
+    return dict(_LAST_RUN[name])
+
+
 def load_or_train(
     name: str,
     models,
@@ -194,22 +250,35 @@ def load_or_train(
     *,
     settings: Mapping | None = None,
     retrain: bool | None = None,
+    per_profile: bool = True,
+    verbose: bool = True,
 ) -> History:
     """Load ``models``' weights from the cache if this configuration was trained before, else
     call ``train()`` (which trains ``models`` in place and returns a :class:`History`) and save.
 
     ``models`` is one module or a dict of them (e.g. ``{"G": G, "D": D}``); ``settings`` is a
     JSON-serialisable dict of everything that changes the result (architecture, steps, learning
-    rate): it is hashed into the file name. ``retrain=True`` (or the environment variable
-    ``GENCOURSE_RETRAIN=1``) ignores an existing checkpoint. Files are written atomically.
+    rate): it is hashed into the file name (with the profile unless ``per_profile=False``, see
+    :func:`checkpoint_path`). ``retrain=True`` (or the environment variable
+    ``GENCOURSE_RETRAIN=1``) ignores an existing checkpoint. Files are written atomically, and
+    only by the process of rank 0 when ``torch.distributed`` is initialised (every rank trains).
+
+    The checkpoint records the run: wall-clock training time, date, profile, thread count and
+    device. The returned history's ``run`` dict (also :func:`last_run_info`) says whether this call
+    trained or loaded, and one line says it (``"dcgan: trained in 229 s ..."`` or ``"dcgan: loaded
+    from the cache (...); trained in 229 s on 2026-12-01 ... under cpu"``) unless ``verbose=False``.
     """
     modules = _as_modules(models)
-    path = checkpoint_path(name, settings)
+    path = checkpoint_path(name, settings, per_profile=per_profile)
     if retrain is None:
         retrain = os.environ.get("GENCOURSE_RETRAIN", "") not in ("", "0")
     if path.exists() and not retrain:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
+            if "modules" not in state and "state" in state and len(modules) == 1:  # older single-module format
+                info = dict(state.get("info") or {})
+                state = {"modules": {next(iter(modules)): state["state"]},
+                         "history": {"losses": {}, "seconds": info.get("train_seconds", 0.0), "info": info}}
             for key, module in modules.items():
                 module.load_state_dict(state["modules"][key])
         except Exception as err:
@@ -218,15 +287,25 @@ def load_or_train(
                 "delete that file to train again"
             ) from err
         history = History.from_dict(state["history"])
-        print(f"{name}: loaded from {path.name} (trained in {history.seconds:.1f} s)")
-        return history
-    history = train()
-    if not isinstance(history, History):
-        raise ValueError(f"train() must return a gencourse.train.History, got {type(history).__name__}")
-    state = {"modules": {k: m.state_dict() for k, m in modules.items()}, "history": history.to_dict()}
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+        run = {"train_seconds": history.seconds, "date": None, "profile": None, "threads": None, "device": None,
+               **dict(state.get("run") or {}), "trained": False, "path": str(path)}
+    else:
+        history = train()
+        if not isinstance(history, History):
+            raise ValueError(f"train() must return a gencourse.train.History, got {type(history).__name__}")
+        run = {"train_seconds": history.seconds, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               "profile": config.profile(), "threads": torch.get_num_threads(), "device": str(config.device())}
+        if _is_saving_process():
+            state = {"modules": {k: m.state_dict() for k, m in modules.items()}, "history": history.to_dict(), "run": run}
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            torch.save(state, tmp)
+            os.replace(tmp, path)
+        run = {**run, "trained": True, "path": str(path)}
+    run["message"] = _run_message(name, run)
+    history.run = run
+    _LAST_RUN[name] = _LAST_RUN[""] = run
+    if verbose:
+        print(run["message"])
     return history
 
 
@@ -314,5 +393,61 @@ def g_step(G: nn.Module, D: nn.Module, opt_G: torch.optim.Optimizer, z: torch.Te
         opt_G.step()
     finally:
         for p, flag in zip(D.parameters(), flags):
+            p.requires_grad_(flag)
+    return {"loss_G": loss_G.item()}
+
+
+# ----------------------------------------------------------------------------------------------
+# one-step functions of a Wasserstein GAN (chapter 08)
+# ----------------------------------------------------------------------------------------------
+
+__all__ += ["critic_step", "wgan_g_step"]
+
+
+def critic_step(G: nn.Module, critic: nn.Module, opt_critic: torch.optim.Optimizer, x_real: torch.Tensor,
+                z: torch.Tensor, *, lambda_gp: float = 10.0, clip: float | None = None,
+                generator: torch.Generator | None = None) -> dict:
+    r"""One update of a Wasserstein critic (chapter 08): WGAN-GP (Gulrajani et al., 2017,
+    Algorithm 1, lines 4-9) or, with ``clip=c``, the original WGAN (Arjovsky et al., 2017).
+
+    .. math:: \mathcal L = \frac1B\sum_b f(\tilde x_b) - \frac1B\sum_b f(x_b)
+              + \lambda\,\frac1B\sum_b \big(\|\nabla_{\hat x} f(\hat x_b)\|_2 - 1\big)^2,
+              \qquad \tilde x = G(z) \text{ (detached)}
+
+    ``lambda_gp`` :math:`= \lambda` (0 switches the penalty off); with ``clip`` every weight of
+    ``critic`` is clamped to :math:`[-c, c]` after the step (:func:`gencourse.losses.clip_weights_`).
+    ``critic`` returns scores ``(B,)``; the interpolation weights of the penalty are drawn with
+    ``generator``. Returns floats: ``loss_critic``, ``w1`` (the estimate
+    :math:`\frac1B\sum f(x) - \frac1B\sum f(\tilde x)` before the step) and ``gp`` (the penalty,
+    without :math:`\lambda`; 0 when it is off).
+    """
+    x_fake = G(z).detach()  # a constant for this step: no gradient flows into G
+    d_real, d_fake = critic(x_real), critic(x_fake)
+    loss = losses.wgan_critic_loss(d_real, d_fake)
+    gp = losses.gradient_penalty(critic, x_real, x_fake, generator=generator) if lambda_gp else None
+    if gp is not None:
+        loss = loss + lambda_gp * gp
+    opt_critic.zero_grad(set_to_none=True)
+    loss.backward()
+    opt_critic.step()
+    if clip is not None:
+        losses.clip_weights_(critic, clip)
+    w1 = (d_real.mean() - d_fake.mean()).item()
+    return {"loss_critic": loss.item(), "w1": w1, "gp": gp.item() if gp is not None else 0.0}
+
+
+def wgan_g_step(G: nn.Module, critic: nn.Module, opt_G: torch.optim.Optimizer, z: torch.Tensor) -> dict:
+    r"""One update of a WGAN generator (chapter 08): minimise :math:`-\frac1B\sum_b f(G(z_b))`
+    (:func:`gencourse.losses.wgan_generator_loss`). The gradient flows through the critic, whose
+    parameters are frozen during the step (as in :func:`g_step`). Returns floats: ``loss_G``."""
+    flags = [p.requires_grad for p in critic.parameters()]
+    critic.requires_grad_(False)
+    try:
+        loss_G = losses.wgan_generator_loss(critic(G(z)))
+        opt_G.zero_grad(set_to_none=True)
+        loss_G.backward()
+        opt_G.step()
+    finally:
+        for p, flag in zip(critic.parameters(), flags):
             p.requires_grad_(flag)
     return {"loss_G": loss_G.item()}

@@ -122,3 +122,41 @@ def test_lr_cosine():
     assert train.lr_cosine(0, 100, warmup=10) == pytest.approx(0.1)
     assert train.lr_cosine(10, 100, warmup=10) == pytest.approx(1.0)
     assert train.lr_cosine(100, 100, warmup=10) == pytest.approx(0.0)
+
+
+def test_load_or_train_records_the_run_and_says_whether_it_trained(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("GENCOURSE_DATA", str(tmp_path))
+    monkeypatch.delenv("GENCOURSE_RETRAIN", raising=False)
+    model = nn.Linear(2, 1)
+    h1 = train.load_or_train("timed", model, lambda: train.History({"loss": [1.0]}, seconds=229.4), settings={"a": 1})
+    assert h1.run["trained"] is True and h1.run["train_seconds"] == 229.4
+    assert h1.run["profile"] == "smoke" and h1.run["threads"] == torch.get_num_threads()
+    assert "timed: trained in 229 s" in capsys.readouterr().out
+    assert train.last_run_info("timed") == h1.run == train.last_run_info()
+    h2 = train.load_or_train("timed", nn.Linear(2, 1), lambda: pytest.fail("should load"), settings={"a": 1})
+    out = capsys.readouterr().out
+    assert h2.run["trained"] is False and h2.run["train_seconds"] == 229.4
+    assert h2.run["date"] == h1.run["date"] and h2.run["profile"] == "smoke"
+    assert "timed: loaded from the cache" in out and "trained in 229 s on " in out and "under smoke" in out
+    assert train.last_run_info("timed")["trained"] is False
+    with pytest.raises(LookupError, match="has not run 'never'"):
+        train.last_run_info("never")
+
+
+@pytest.mark.parametrize("rank, saves", [(0, True), (1, False)])
+def test_load_or_train_saves_only_on_rank_0(monkeypatch, tmp_path, rank, saves):
+    monkeypatch.setenv("GENCOURSE_DATA", str(tmp_path))
+    monkeypatch.setattr(torch.distributed, "is_available", lambda: True)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda group=None: rank)
+    calls = []
+    history = train.load_or_train("ranked", nn.Linear(1, 1), lambda: calls.append(1) or train.History(), settings={})
+    assert calls == [1] and history.run["trained"] is True
+    assert train.checkpoint_path("ranked", {}).exists() is saves
+
+
+def test_checkpoint_path_without_the_profile(monkeypatch, tmp_path):
+    monkeypatch.setenv("GENCOURSE_DATA", str(tmp_path))
+    a = train.checkpoint_path("net", {"x": 1}, per_profile=False)
+    assert a == train.checkpoint_path("net", {"x": 1}, profile="cpu", per_profile=False)
+    assert "smoke" not in a.name and a.name.startswith("net-")
