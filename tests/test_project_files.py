@@ -18,7 +18,7 @@ def test_citation_cff_parses_and_has_the_required_fields():
 
 def test_licences_exist_and_agree_with_pyproject():
     assert "MIT License" in (ROOT / "LICENSE").read_text()
-    assert 'license = { text = "MIT" }' in (ROOT / "pyproject.toml").read_text()
+    assert 'license = "MIT"' in (ROOT / "pyproject.toml").read_text()
     assert "CC BY 4.0" in (ROOT / "LICENSE-BOOK.md").read_text()
     footer = yaml.safe_load((ROOT / "_config.yml").read_text())["html"]["extra_footer"]
     assert "CC BY 4.0" in footer and "MIT" in footer
