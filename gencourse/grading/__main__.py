@@ -1,7 +1,8 @@
 """Command line: ``python -m gencourse.grading {grade,generate} ...``.
 
     python -m gencourse.grading grade SUBMISSION.ipynb [MORE.ipynb ...] [--solutions DIR]
-                                      [--timeout SECONDS] [--report-dir DIR] [--json]
+                                      [--timeout SECONDS] [--grace SECONDS] [--report-dir DIR]
+                                      [--json] [--sandbox]
     python -m gencourse.grading generate [--solutions solutions] [--exercises exercises] [--check]
 
 Exit status: 0 when everything was graded (whatever the scores) or generated / in sync;
@@ -19,7 +20,17 @@ import sys
 from pathlib import Path
 
 from .generate import MarkupError, NotebookReadError, generate_all, orphan_exercises
-from .grader import DEFAULT_TIMEOUT, GradingError, GradingInputError, format_report, grade, write_report
+from .grader import (
+    DEFAULT_GRACE,
+    DEFAULT_TIMEOUT,
+    GradingError,
+    GradingInputError,
+    format_report,
+    prepare,
+    report_name,
+    run,
+    write_report,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,11 +51,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-        help=f"time limit per cell (default {DEFAULT_TIMEOUT:g})",
+        help=f"time limit per cell (default {DEFAULT_TIMEOUT:g}); a cell still running then is interrupted, "
+        "and a process that ignores the interrupt is killed --grace seconds later and restarted: "
+        "a cell costs at most SECONDS + 2 x GRACE",
     )
+    g.add_argument("--grace", type=float, default=DEFAULT_GRACE, metavar="SECONDS",
+                   help=f"how long an interrupted cell may take to stop (default {DEFAULT_GRACE:g})")
     g.add_argument("--report-dir", default="grading-reports", metavar="DIR",
-                   help="where the JSON reports go (default ./grading-reports)")
+                   help="where the JSON reports go (default ./grading-reports); one file per submission "
+                   "path, named after it with a short hash; a report replaced is said so")
     g.add_argument("--json", action="store_true", help="print the JSON report(s) instead of tables")
+    g.add_argument("--sandbox", action="store_true",
+                   help="run the student's code under bubblewrap (bwrap must be installed): only the Python "
+                   "environment, the library and the scratch copy visible, no network, own PID namespace")
 
     s = sub.add_parser("generate", help="write exercises/ from solutions/")
     s.add_argument("--solutions", default="solutions", metavar="DIR", help="instructor notebooks (default solutions)")
@@ -54,45 +73,49 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _report_name(submission: Path, used: set[str]) -> str:
-    name = f"{submission.stem}.json"
-    if name in used:  # alice/00_x.ipynb and bob/00_x.ipynb in one run
-        base = f"{submission.resolve().parent.name}_{submission.stem}"
-        name, n = f"{base}.json", 2
-        while name in used:
-            name, n = f"{base}_{n}.json", n + 1
-    used.add(name)
-    return name
-
-
 def _grade(args) -> int:
-    if not args.timeout > 0:
-        print(f"error: --timeout must be a positive number of seconds, got {args.timeout:g}", file=sys.stderr)
+    if not args.timeout > 0 or not args.grace > 0:
+        print("error: --timeout and --grace must be positive numbers of seconds", file=sys.stderr)
         return 2
     status = 0
-    reports = []
-    used: set[str] = set()
+    # read every submission and solution, and make every scratch copy, before any student code runs
+    prepared = []
     for item in args.submissions:
         path = Path(item)
         try:
-            report = grade(path, args.solutions, timeout=args.timeout)
+            prepared.append(prepare(path, args.solutions))
         except GradingInputError as exc:
             print(f"error: {exc}", file=sys.stderr)
             status = 2
-            continue
-        except GradingError as exc:
-            print(f"error: {path}: {exc}", file=sys.stderr)
-            status = max(status, 1)
-            continue
-        except Exception as exc:  # noqa: BLE001 - a grader bug must not stop the other gradings
-            print(f"error: {path}: internal grader error: {type(exc).__name__}: {exc}", file=sys.stderr)
-            status = max(status, 1)
-            continue
-        out = write_report(report, Path(args.report_dir) / _report_name(path, used))
-        reports.append(report)
-        if not args.json:
-            print(format_report(report))
-            print(f"report: {out}\n")
+    reports = []
+    written: set[Path] = set()
+    try:
+        for prep in prepared:
+            try:
+                report = run(prep, args.timeout, grace=args.grace, sandbox=args.sandbox)
+            except GradingError as exc:
+                print(f"error: {prep.submission}: {exc}", file=sys.stderr)
+                status = max(status, 1)
+                continue
+            except Exception as exc:  # noqa: BLE001 - a grader bug must not stop the other gradings
+                print(f"error: {prep.submission}: internal grader error: {type(exc).__name__}: {exc}", file=sys.stderr)
+                status = max(status, 1)
+                continue
+            finally:
+                prep.cleanup()
+            target = Path(args.report_dir) / report_name(prep.submission)
+            if target.exists():
+                why = "named twice in this run" if target in written else "from an earlier run"
+                report["warnings"].append(f"replaced the earlier report {target} ({why})")
+            out, _ = write_report(report, target)
+            written.add(target)
+            reports.append(report)
+            if not args.json:
+                print(format_report(report))
+                print(f"report: {out}\n")
+    finally:
+        for prep in prepared:
+            prep.cleanup()
     if args.json and reports:
         print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=1, ensure_ascii=False))
     return status

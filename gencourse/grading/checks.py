@@ -49,7 +49,8 @@ _OLD_NUMBERS = {
     "04": "vae", "06": "gans", "07": "dcgan", "11": "diffusion", "12": "evaluation",
 }
 #: Modules of this package that are machinery, not a chapter's checks.
-_MACHINERY = {"checks", "generate", "grader", "__main__"}
+_MACHINERY = {"checks", "generate", "grader", "__main__", "build", "execute", "isolate", "kernel", "remote",
+              "report", "score"}
 
 
 def _discover_chapter_checks() -> list[str]:
@@ -139,6 +140,26 @@ def _say(text: str, fallback: str) -> None:
         print(fallback)
 
 
+def _check_call(qid: str, func: Callable[..., Any], candidates: tuple, kwargs: dict) -> None:
+    """Raise ``TypeError`` (the checker was called wrongly, not the student's answer) when
+    ``check(qid, ...)`` does not get what the check for ``qid`` takes."""
+    import inspect
+
+    try:
+        sig = inspect.signature(func)
+    except (TypeError, ValueError):
+        return
+    try:
+        sig.bind(*candidates, **kwargs)
+    except TypeError:
+        names = ", ".join(p.name for p in sig.parameters.values()) or "nothing"
+        got = len(candidates) + len(kwargs)
+        raise TypeError(
+            f"check({qid!r}, ...) was called wrongly: it takes {names} (your function(s), e.g. "
+            f"check({qid!r}, {names.split(', ')[0]})), got {got} argument{'s' if got != 1 else ''}"
+        ) from None
+
+
 def check(qid: str, *candidates: Any, **kwargs: Any) -> bool:
     """Run the registered checks for question ``qid`` on the student's object(s).
 
@@ -148,6 +169,7 @@ def check(qid: str, *candidates: Any, **kwargs: Any) -> bool:
     :class:`UnknownQuestionError` (a ``KeyError`` and ``ValueError``) for an unknown id.
     """
     func = _lookup(qid)
+    _check_call(qid, func, candidates, kwargs)
     _COUNTER.append(0)
     try:
         result = func(*candidates, **kwargs)
