@@ -1,4 +1,9 @@
-"""The book: chapter headers, measured run times, and the build that ``make book`` runs.
+"""The book: chapter headers and footers, numbers glued into the prose, measured run times,
+and the build that ``make book`` runs.
+
+A number that a run produces is never typed into a chapter's text: the cell that computes it
+calls :func:`glue` and the text refers to it with myst-nb's role, ``{glue:text}`fid:.1f```, so the
+rendered page and the executed notebook agree on every machine (``tests/test_prose.py`` checks it).
 
 ``python -m gencourse.book build``     render ``_build/html`` under the active profile
 ``python -m gencourse.book runtimes``  time every chapter under the active profile, record it
@@ -9,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import re
@@ -17,10 +23,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, Sequence
 
 from . import config
 
-__all__ = ["header", "load_runtimes", "runtime_table", "chapters", "build", "measure_runtimes"]
+__all__ = ["header", "footer", "glue", "training_note", "html_table", "load_runtimes", "runtime_table",
+           "chapters", "build", "measure_runtimes"]
 
 RUNTIMES = Path(__file__).with_name("runtimes.json")
 TABLE_START, TABLE_END = "<!-- runtimes:start -->", "<!-- runtimes:end -->"
@@ -37,19 +45,131 @@ def _fmt(seconds) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
+_CLOCKS: dict[str, tuple[float, float]] = {}
+
+
 def header(chapter: str, seed: int = 0):
-    """Seed everything and print the profile, device and the chapter's measured run times.
+    """Seed everything, start the chapter's clock and print the profile, device and the run
+    times that ``intro.md``'s table records for this chapter. What *this* run took is printed by
+    :func:`footer` at the end of the chapter (and glued into its first paragraph).
 
     Returns the ``torch.Generator`` from :func:`gencourse.config.seed_everything`.
     """
     generator = config.seed_everything(seed)
+    _CLOCKS[chapter] = (time.perf_counter(), time.process_time())
     times = load_runtimes().get(chapter, {})
     print(
         f"gencourse · profile {config.profile()} · device {config.device()} · seed {seed}\n"
-        f"measured run time of this chapter: cpu profile {_fmt(times.get('cpu'))} (2 CPU cores), "
-        f"gpu profile {_fmt(times.get('gpu'))}"
+        f"run time of this chapter in the intro's table (fresh cache, 2 CPU cores): cpu profile "
+        f"{_fmt(times.get('cpu'))}, gpu profile {_fmt(times.get('gpu'))}; this run's time is printed at the end"
     )
     return generator
+
+
+def _plain(value: Any) -> Any:
+    """A tensor or numpy scalar as a Python number (its repr must be a literal for myst-nb)."""
+    if hasattr(value, "numel") and hasattr(value, "item") and value.numel() == 1:  # torch.Tensor
+        return value.item()
+    if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        return value.item()
+    return value
+
+
+def glue(name: str, value: Any, display: bool = False) -> Any:
+    """Record ``value`` under ``name`` for the rendered book and return it unchanged (as a Python
+    number when it was a 0-d tensor or numpy scalar).
+
+    The chapter's text shows it with ``{glue:text}`name``` or a format, ``{glue:text}`name:.1f```,
+    ``{glue:text}`name:.0%```. Calls :func:`myst_nb.glue` when myst-nb is installed and the code
+    runs in a Jupyter kernel; elsewhere (Colab, a script) it does nothing else.
+    """
+    value = _plain(value)
+    try:
+        from IPython.core.interactiveshell import InteractiveShell
+        from myst_nb import glue as _myst_glue
+    except ImportError:
+        return value
+    if InteractiveShell.initialized():
+        _myst_glue(name, value, display=display)
+    return value
+
+
+def training_note(what: str, history) -> str:
+    """One sentence on where a model of this run came from, from ``history.run`` (filled by
+    :func:`gencourse.train.load_or_train`): trained in this run, or loaded from the cache, with the
+    wall time, date and profile of the run that trained it."""
+    run = getattr(history, "run", None) or {}
+    seconds = _fmt(run.get("train_seconds", getattr(history, "seconds", None)))
+    if run.get("trained"):
+        return f"{what} was trained in this run in {seconds}"
+    if not run:
+        return f"{what}: training took {seconds}"
+    when = f" on {run['date']}" if run.get("date") else ""
+    under = f" under the {run['profile']} profile" if run.get("profile") else ""
+    return f"{what} was loaded from the cache (trained in {seconds}{when}{under})"
+
+
+def footer(chapter: str, notes: Sequence[str] = ()) -> str:
+    """Print and glue (as ``run_note``) what this run of the chapter took: wall-clock and CPU time
+    since :func:`header`, the profile, and a :func:`training_note` for each cached model."""
+    start_wall, start_cpu = _CLOCKS.get(chapter, (time.perf_counter(), time.process_time()))
+    wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
+    note = f"this page was executed under the {config.profile()} profile in {_fmt(wall)} of wall-clock time"
+    note += "".join(f"; {n}" for n in notes)
+    print(f"chapter run time: {wall:.0f} s wall-clock, {cpu:.0f} s CPU time (profile {config.profile()})")
+    for n in notes:
+        print(n)
+    glue("run_note", note)
+    glue("run_seconds", round(wall))
+    return note
+
+
+def html_table(rows: Sequence, columns: Sequence, align: str | None = None) -> "HTMLTable":
+    """A table that renders as a table in Jupyter, Colab and the built book (an HTML table, with a
+    plain-text fallback).
+
+    ``columns`` are titles, with ``rows`` sequences of cells; or ``(key, title, format)`` triples
+    (e.g. :data:`gencourse.scoreboard.COLUMNS`), with ``rows`` dicts whose ``row[key]`` is formatted
+    by ``format.format(value)`` ("–" when missing or NaN). ``align`` is a string of ``l``/``r``/``c``,
+    one letter per column (default: the first column left, the others right).
+    """
+    def cell(value, fmt="{}"):
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "–"
+        return fmt.format(value)
+
+    if columns and not isinstance(columns[0], str):
+        header = [title for _, title, _ in columns]
+        body = [[cell(row.get(key), fmt) for key, _, fmt in columns] for row in rows]
+    else:
+        header, body = list(columns), [[cell(v) for v in row] for row in rows]
+    return HTMLTable(body, [str(h) for h in header], align)
+
+
+class HTMLTable:
+    """The object :func:`html_table` returns; ``display(table)`` shows it."""
+
+    def __init__(self, rows: list[list[str]], header: list[str], align: str | None = None):
+        self.rows, self.header = rows, header
+        self.align = align or "l" + "r" * (len(header) - 1)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        side = {"l": "left", "r": "right", "c": "center"}
+
+        def cells(values, tag):
+            return "".join(f'<{tag} style="text-align: {side[a]}">{html.escape(v)}</{tag}>'
+                           for v, a in zip(values, self.align))
+
+        body = "".join(f"<tr>{cells(r, 'td')}</tr>" for r in self.rows)
+        return f'<table class="table"><thead><tr>{cells(self.header, "th")}</tr></thead><tbody>{body}</tbody></table>'
+
+    def __repr__(self) -> str:
+        widths = [max(len(x) for x in col) for col in zip(self.header, *self.rows)]
+        line = lambda values: "  ".join(v.ljust(w) if a == "l" else v.rjust(w)  # noqa: E731
+                                        for v, w, a in zip(values, widths, self.align))
+        return "\n".join([line(self.header), line(["-" * w for w in widths]), *map(line, self.rows)])
 
 
 def chapter_name(stem: str) -> str:

@@ -1,0 +1,215 @@
+"""The chapters' prose tells the truth on every machine.
+
+Training results differ across CPUs, BLAS builds, thread counts and GPUs, so a number that a run
+produces must not be typed into a chapter's text: the cell that computes it glues it
+(``gc.book.glue("fid", fid)``) and the text shows it with myst-nb's role (``{glue:text}`fid:.1f```).
+This test scans the markdown cells of every chapter for result-like numbers that are not glued:
+decimals, percentages, run times, "N times", "k of the n", a metric followed by a number, and
+digits named as classes ("a 7", "the 4s"). What it finds must be glued, rephrased, or listed in
+``ALLOWED`` with the reason why it is the same on every machine (a setting, a closed form, an
+exact check, a recorded benchmark cited with its file). It also checks that every glue reference
+in a chapter's text has a ``glue(...)`` call in its code.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted(p.stem for p in (ROOT / "chapters").glob("*.ipynb"))
+
+# chapters whose prose still quotes numbers of one run: expected to fail until they are glued
+NOT_YET_GLUED = {"00_generative_models", "01_divergences", "02_optimal_transport", "03_autoencoders", "04_vae"}
+
+# ---------------------------------------------------------------------------------------------
+# what counts as a result-like number
+# ---------------------------------------------------------------------------------------------
+
+PATTERNS = {
+    "decimal": r"(?<![\w.])\d[\d,]*\.\d+(?![\w.])",
+    "percentage": r"(?<![\w.])\d+(?:\.\d+)?\s*(?:\\?%|per ?cent)",
+    "run time": r"(?<![\w.])\d+(?:,\d{3})*(?:\.\d+)?(?:\s|~|\\,|&nbsp;)+(?:ms|s|min|minutes|seconds|hours?)\b(?![-'’])",
+    "ratio": r"(?<![\w.])\d+(?:,\d{3})*(?:\.\d+)?(?:\s|-)*(?:times|fold)\b",
+    "count": r"(?<![\w.])\d+\s+of\s+(?:the\s+)?\d+\b",
+    "metric": r"\b(?:FID|KID|IS|entropy|accuracy|precision|recall|NLL|ELBO)(?:\s+(?:of|is|at|=|about|around|near))*\s+\d[\d,]*(?![\d.,]*\d)",
+    "digit named": r"\b(?:[Aa]n?|[Tt]he)\s+\d\b(?![-–×\d]|[.,]\d|\s*(?:×|x|\\times)\s*\d)|(?<![\w.])\ds\b",
+}
+FOUND = re.compile("|".join(f"(?P<g{i}>{p})" for i, p in enumerate(PATTERNS.values())))
+
+# removed before scanning: glued values, inline code, link targets, HTML comments, references
+STRIP = [
+    r"\{glue(?::\w+)?\}`[^`]*`",
+    r"``[^`]*``|`[^`]*`",
+    r"\]\([^)]*\)",
+    r"<!--.*?-->",
+    r"\b(?:section|sections|eqs?\.|equation|table|chapter|chapters|Algorithm|Proposition|Theorem|Figure)\s+[\d.–-]+\d",
+]
+
+# Numbers that are the same on every machine, per chapter: {number as written: reason}.
+ALLOWED: dict[str, dict[str, str]] = {
+    "06_gans": {
+        "0.5": "D = 1/2 where the densities cross; mixture standard deviation 0.5 (settings, exact)",
+        "1.5": "the mixture's modes at ±1.5 (a setting)",
+        "0.05": "the ring's standard deviation (a setting)",
+        "0.01": "the SGD learning rate (a setting)",
+        "0.2": "LeakyReLU slope (a setting)",
+        "0.5 and 0.5": "a discriminator that cannot tell (exact)",
+        "2.30": "ln 10 (a constant)",
+        "2.303": "ln 10 (a constant)",
+        "1.3863": "-log 4 (a constant; the minus sign is not part of the token)",
+        "0.02": "the mass threshold of the D* check (a setting)",
+        "0.1": "D* check tolerance (a setting)",
+    },
+    "07_dcgan": {
+        "0s": "'most ink' over all classes means 0s and 8s, 'least ink' 1s: a fact of the data, not a run",
+        "8s": "same fact of the data",
+        "1s": "same fact of the data",
+        "0.02": "DCGAN weight initialisation N(0, 0.02^2) (a setting)",
+        "0.2": "LeakyReLU slope (a setting)",
+        "0.5": "Adam beta_1 (a setting)",
+        "0.995": "EMA decay (a setting)",
+        "0.005": "1 - EMA decay (a setting)",
+        "2.303": "ln 10 (a constant)",
+        "2.28": "the quality target of DESIGN.md (a setting)",
+        "5.7": "8 / sqrt 2, the norm at the middle of a straight line between two codes (a closed form)",
+        "1.5": "the range of the arithmetic multiples a (a setting)",
+        "2.1": "recorded benchmark (benchmarks/results/dcgan_vs_classic.md)",
+        "26 times": "recorded benchmark (benchmarks/results/dcgan_vs_classic.md)",
+        "28.3": "recorded benchmark (benchmarks/results/dcgan_vs_classic.md)",
+        "2.290": "recorded benchmark (benchmarks/results/dcgan_vs_classic.md)",
+        "300 s": "recorded benchmark's CPU budget (a setting of the benchmark)",
+        "FID of 809": "recorded benchmark (benchmarks/results/dcgan_vs_classic.md)",
+    },
+    "12_diffusion": {
+        "0.02": "beta_T of the linear schedule (a setting)",
+        "0.008": "the cosine schedule's offset s (a setting)",
+        "0.2": "label dropout probability p_uncond (a setting)",
+        "0.4": "the U-Net's size in millions of parameters (a setting of the architecture)",
+        "2.6": "the benchmark package's U-Net size in millions of parameters (recorded benchmark)",
+        "0.006": "sqrt(alpha_bar_T) of the linear schedule (a closed form)",
+        "150-fold": "1 / sqrt(alpha_bar_T) of the linear schedule (a closed form)",
+        "2.303": "ln 10 (a constant)",
+        "1.5": "the point mass x0 = 1.5 of the checks (a setting)",
+        "0.7": "the point mass x* = (0.7, -0.4) of the DDIM check (a setting)",
+        "0.4": "same point mass",
+        "8s": "the sweep shows the samples of digit 8 (a setting of the figure)",
+        "the 8": "same",
+        "420 s": "recorded benchmark's CPU budget (benchmarks/results/diffusion_vs_ddpm_pytorch.md)",
+        "60.6": "recorded benchmark (benchmarks/results/diffusion_vs_ddpm_pytorch.md)",
+        "16.2": "recorded benchmark (benchmarks/results/diffusion_vs_ddpm_pytorch.md)",
+        "378.6": "recorded benchmark (benchmarks/results/diffusion_vs_ddpm_pytorch.md)",
+        "2.9": "recorded benchmark (benchmarks/results/diffusion_vs_ddpm_pytorch.md)",
+        "0.5": "a guidance scale of the sweep (a setting)",
+        "27 times": "recorded benchmark (benchmarks/results/diffusion_vs_ddpm_pytorch.md)",
+    },
+    "14_evaluation": {
+        "0.01": "the weight of the model in the 99 % noise mixture (a setting)",
+        "0.99": "the weight of the noise (a setting)",
+        "99 %": "the noise mixture of Theis et al. (a setting)",
+        "4.6": "ln 100 (a constant)",
+        "0.0085": "log2(100) / 784 (a constant)",
+        "2.303": "ln 10 (a constant)",
+        "0.15": "the ring's standard deviation in the 2-D picture (a setting)",
+    },
+}
+
+
+# what gencourse.book.footer glues for the chapter's first paragraph
+FOOTER_GLUES = ("run_note", "run_seconds")
+
+
+def markdown_cells(nb: dict) -> list[str]:
+    return ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown"]
+
+
+def code_cells(nb: dict) -> list[str]:
+    return ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def untied_numbers(text: str, allowed: dict[str, str] | None = None) -> list[str]:
+    """Result-like numbers in ``text`` (markdown) that are neither glued nor allowed."""
+    for pattern in STRIP:
+        text = re.sub(pattern, " ", text, flags=re.S)
+    allowed = allowed or {}
+    found = []
+    for m in FOUND.finditer(text):
+        token = re.sub(r"\s+", " ", m.group(0).replace("&nbsp;", " ").replace("\\,", " ")).strip()
+        if token not in allowed:
+            found.append(token)
+    return found
+
+
+def glue_references(text: str) -> set[str]:
+    return {m.group(1) for m in re.finditer(r"\{glue(?::\w+)?\}`(?:[^`:]*::)?([\w.-]+)[^`]*`", text)}
+
+
+def glue_definitions(code: str) -> list[str]:
+    """Names glued in code: literal names, and f-string names as regular expressions."""
+    names = [re.escape(n) for n in FOOTER_GLUES] if re.search(r"\bbook\.footer\(", code) else []
+    for m in re.finditer(r"\bglue\(\s*(f?)([\"'])(.*?)\2", code):
+        name = m.group(3)
+        names.append(re.sub(r"\\\{[^}]*\\\}", r"[\\w.-]+", re.escape(name)) if m.group(1) else re.escape(name))
+    return names
+
+
+def load(name: str) -> dict:
+    return json.loads((ROOT / "chapters" / f"{name}.ipynb").read_text())
+
+
+def param(name):
+    marks = [pytest.mark.xfail(reason="this chapter's prose still quotes numbers of one run", strict=False)] \
+        if name in NOT_YET_GLUED else []
+    return pytest.param(name, marks=marks, id=name)
+
+
+@pytest.mark.parametrize("name", [param(n) for n in CHAPTERS])
+def test_no_result_typed_into_the_prose(name):
+    nb = load(name)
+    problems = []
+    for i, text in enumerate(markdown_cells(nb)):
+        for token in untied_numbers(text, ALLOWED.get(name)):
+            problems.append(f"markdown cell {i}: {token!r}")
+    assert not problems, (
+        f"{name}: numbers in the text that a run produces must be glued ({{glue:text}}`name`), "
+        f"rephrased, or allowed with a reason in tests/test_prose.py:\n  " + "\n  ".join(problems)
+    )
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_every_glue_reference_is_glued_once(name):
+    nb = load(name)
+    refs = set().union(*map(glue_references, markdown_cells(nb)))
+    defs = [d for code in code_cells(nb) for d in glue_definitions(code)]
+    missing = sorted(r for r in refs if not any(re.fullmatch(d, r) for d in defs))
+    assert not missing, f"{name}: glued in the text but never in the code: {missing}"
+    literal = [d for d in defs if "[" not in d]
+    twice = sorted({d for d in literal if literal.count(d) > 1})
+    assert not twice, f"{name}: glue names must be unique in a page: {twice}"
+
+
+@pytest.mark.parametrize("sentence, expected", [
+    ("FID 84 and class entropy 2.275 after 3,000 steps", ["FID 84", "2.275"]),
+    ("ends with 89 % of its samples; 71 % of high quality; 91 % of its samples", ["89 %", "71 %", "91 %"]),
+    ("more than three quarters of them read as a 1.", ["a 1"]),
+    ("a 9 into a 3 through a loop like a 2", ["a 9", "a 3", "a 2"]),
+    ("recall is 0.88, as high as for real images", ["0.88"]),
+    ("from step 1,500 on it keeps 4 of the 8", ["4 of the 8"]),
+    ("the 4,000 steps took 291 s of CPU time", ["291 s"]),
+    ("about 30 times less", ["30 times"]),
+    ("from 6 % (4s) to 15 % (9s)", ["6 %", "4s", "15 %", "9s"]),
+    ("FID {glue:text}`fid:.1f` against {glue:text}`fid_real:.1f` for `2.0` real images", []),
+    ("a 2-D toy, a $7\\times7$ convolution, 28×28 digits, chapter 14, section 6.3, 3,000 steps", []),
+])
+def test_the_scan_catches_typed_results(sentence, expected):
+    assert untied_numbers(sentence) == expected
+
+
+def test_glue_names_are_matched():
+    code = 'gc.book.glue("fid", fid)\nfor k in ks:\n    gc.book.glue(f"ring_{k}_hq", hq)\n'
+    defs = glue_definitions(code)
+    assert any(re.fullmatch(d, "ring_minimax_hq") for d in defs)
+    assert glue_references("FID {glue:text}`fid:.1f`, {glue:text}`ring_minimax_hq:.0%`") == {"fid", "ring_minimax_hq"}
