@@ -41,6 +41,7 @@ __all__ = [
     "expect_shape",
     "close_to",
     "diagnose",
+    "Passed",
 ]
 
 #: Chapter names by their place in the book, for ids of the old form ``"04.negative_elbo"``.
@@ -140,6 +141,38 @@ def _say(text: str, fallback: str) -> None:
         print(fallback)
 
 
+class _own_random_state:
+    """Run a check without changing the caller's global random state (torch, NumPy, random):
+    a check may seed or draw as it likes."""
+
+    def __enter__(self):
+        import random
+        import sys
+
+        self.py = random.getstate()
+        np = sys.modules.get("numpy")
+        self.np = (np, np.random.get_state()) if np is not None else None
+        try:
+            import torch
+        except ImportError:
+            self.fork = None
+        else:
+            devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+            self.fork = torch.random.fork_rng(devices=devices)
+            self.fork.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        import random
+
+        random.setstate(self.py)
+        if self.np is not None:
+            self.np[0].random.set_state(self.np[1])
+        if self.fork is not None:
+            self.fork.__exit__(*exc)
+        return False
+
+
 def _check_call(qid: str, func: Callable[..., Any], candidates: tuple, kwargs: dict) -> None:
     """Raise ``TypeError`` (the checker was called wrongly, not the student's answer) when
     ``check(qid, ...)`` does not get what the check for ``qid`` takes."""
@@ -163,7 +196,8 @@ def _check_call(qid: str, func: Callable[..., Any], candidates: tuple, kwargs: d
 def check(qid: str, *candidates: Any, **kwargs: Any) -> bool:
     """Run the registered checks for question ``qid`` on the student's object(s).
 
-    Prints ``✔ <qid>: N checks passed`` and returns ``True`` on success. Raises
+    Prints ``✔ <qid>: N checks passed`` and returns a true value (:class:`Passed`, which
+    Jupyter does not display) on success. Raises
     ``AssertionError`` with a specific message on failure, ``AssertionError("... not implemented
     yet ...")`` when the candidate still raises ``NotImplementedError``, and
     :class:`UnknownQuestionError` (a ``KeyError`` and ``ValueError``) for an unknown id.
@@ -172,7 +206,8 @@ def check(qid: str, *candidates: Any, **kwargs: Any) -> bool:
     _check_call(qid, func, candidates, kwargs)
     _COUNTER.append(0)
     try:
-        result = func(*candidates, **kwargs)
+        with _own_random_state():
+            result = func(*candidates, **kwargs)
     except NotImplementedError:
         raise AssertionError(
             f"✘ {qid}: not implemented yet — replace `raise NotImplementedError()` with your code"
@@ -193,7 +228,32 @@ def check(qid: str, *candidates: Any, **kwargs: Any) -> bool:
     else:
         text = f"{qid}: passed"
     _say(f"✔ {text}", f"OK {text}")
-    return True
+    return Passed(qid)
+
+
+class Passed:
+    """What a successful :func:`check` returns: true, equal to ``True``, and shown as nothing
+    by Jupyter (a test cell ending in ``check(...)`` has no ``True`` output, as nbgrader wants)."""
+
+    __slots__ = ("qid",)
+
+    def __init__(self, qid: str):
+        self.qid = qid
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __eq__(self, other) -> bool:
+        return other is True or isinstance(other, Passed)
+
+    def __hash__(self) -> int:
+        return hash(True)
+
+    def __repr__(self) -> str:
+        return "True"
+
+    def _ipython_display_(self) -> None:
+        pass
 
 
 # --------------------------------------------------------------------------- helpers for checks
@@ -244,6 +304,28 @@ def _fmt(value: Any) -> str:
     return f"[{body}] (shape {shape})"
 
 
+def _torch_tensor(x) -> bool:
+    return type(x).__module__.split(".")[0] == "torch" and hasattr(x, "dtype") and hasattr(x, "detach")
+
+
+def _expect_same_kind(actual: Any, expected: Any, what: str, hint: str | None) -> None:
+    """The contract of the hidden tests: a tensor where a tensor is expected (not a NumPy array
+    or a list), and no float32 where float64 is expected (precision)."""
+    if not _torch_tensor(expected):
+        return
+    if not _torch_tensor(actual):
+        kind = f"{type(actual).__module__}.{type(actual).__name__}".replace("builtins.", "")
+        raise AssertionError(
+            f"{what} should be a torch.Tensor (like the inputs), got {kind}"
+            + (" (convert with torch.as_tensor or compute with torch functions)" if "numpy" in kind else "")
+        )
+    if str(expected.dtype) == "torch.float64" and str(actual.dtype) != "torch.float64":
+        raise AssertionError(
+            f"{what} has dtype {str(actual.dtype).replace('torch.', '')}, expected float64 (the inputs are float64: "
+            "compute in their dtype, without a float32 step)"
+        )
+
+
 def expect_close(
     actual: Any,
     expected: Any,
@@ -258,6 +340,7 @@ def expect_close(
     Works on numbers, (nested) sequences, NumPy arrays and torch tensors of equal shape.
     """
     _count()
+    _expect_same_kind(actual, expected, what, hint)
     try:
         a, a_shape = _to_floats(actual)
     except (TypeError, ValueError):
@@ -274,6 +357,8 @@ def expect_close(
     ]
     if bad:
         msg = f"{what} = {_fmt(actual)}, expected {_fmt(expected)}"
+        if not a_shape and _fmt(actual) == _fmt(expected):
+            msg += f" (they differ by {abs(a[0] - b[0]):.3g}, more than the tolerance)"
         if a_shape:
             i = bad[0]
             msg += f" ({len(bad)} of {len(a)} entries differ, first at flat index {i}: {a[i]:.6g} vs {b[i]:.6g})"

@@ -8,7 +8,10 @@ The markup is nbgrader's, so a teacher can also run nbgrader on ``solutions/``:
 * an answer cell (``nbgrader.solution`` true) without markers becomes the stub as a whole
   (unless it already holds the stub, so that generating twice changes nothing);
 * the lines from ``### BEGIN HIDDEN TESTS`` to ``### END HIDDEN TESTS`` are removed;
-* outputs and execution counts are cleared; cell metadata (nbgrader's included) is kept.
+* outputs and execution counts are cleared; cell metadata (nbgrader's included) is kept;
+* cells are locked the way nbgrader's release locks them: answer cells cannot be deleted
+  (``deletable: false``), test cells and other read-only cells can be neither deleted nor
+  edited (``deletable: false``, ``editable: false``).
 
 Files are written the way Jupyter writes them (JSON, ``indent=1``, sorted keys,
 ``ensure_ascii=False``, trailing newline), so the output is byte-for-byte deterministic and
@@ -206,6 +209,18 @@ def _describe(cell, index: int) -> str:
     return f"cell {index}" + (f" ({gid!r})" if gid else "")
 
 
+def _lock(cell) -> None:
+    """nbgrader's LockCells: answer cells undeletable; test and read-only cells also uneditable."""
+    meta = _nbgrader(cell)
+    if not meta:
+        return
+    if meta.get("solution"):
+        cell.metadata["deletable"] = False
+    elif meta.get("grade") or meta.get("locked"):
+        cell.metadata["deletable"] = False
+        cell.metadata["editable"] = False
+
+
 def _deterministic_id(index: int, cell) -> str:
     key = f"{index}\0{_nbgrader(cell).get('grade_id', '')}\0{cell.get('source', '')}"
     return hashlib.sha1(key.encode("utf-8")).hexdigest()[:8]
@@ -237,6 +252,7 @@ def generate_exercise(nb, *, name: str = "notebook"):
             cell.execution_count = None
         for key in _TRANSIENT_CELL_METADATA:
             cell.metadata.pop(key, None)
+        _lock(cell)
         if needs_ids and not cell.get("id"):
             cell["id"] = _deterministic_id(index, cell)
         if "id" in cell:

@@ -465,6 +465,13 @@ class Channel:
 
 
 def _pickle_args(obj) -> bytes:
+    """Plain pickle when it can (fast, in C); cloudpickle for lambdas and local functions."""
+    import pickle
+
+    try:
+        return pickle.dumps(obj, protocol=5)
+    except Exception:  # noqa: BLE001 - PicklingError, AttributeError, TypeError: by value then
+        pass
     import cloudpickle
 
     class P(cloudpickle.CloudPickler):
