@@ -56,6 +56,9 @@ def header(chapter: str, seed: int = 0):
     Returns the ``torch.Generator`` from :func:`gencourse.config.seed_everything`.
     """
     generator = config.seed_everything(seed)
+    from . import plotting  # matplotlib only when a chapter starts
+
+    plotting.book_style()
     _CLOCKS[chapter] = (time.perf_counter(), time.process_time())
     times = load_runtimes().get(chapter, {})
     print(

@@ -7,13 +7,29 @@ chapter can lay several panels out with ``plt.subplots``.
 from __future__ import annotations
 
 import math
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-__all__ = ["image_grid", "loss_curves", "scatter2d", "density2d", "moving_average", "transport_plan"]
+__all__ = ["image_grid", "loss_curves", "scatter2d", "density2d", "moving_average", "transport_plan",
+           "book_style", "PAGE_WIDTH"]
+
+#: Width of the book's text column in inches, for figures saved at 100 dpi: a figure wider than
+#: this is shrunk to fit, and its fonts with it (a 9-inch figure by 0.8).
+PAGE_WIDTH = 7.3
+
+#: Font sizes (points) that stay at 8 points or more in a figure up to 9 inches wide.
+BOOK_FONTS = {"font.size": 11, "axes.titlesize": 11, "axes.labelsize": 11, "xtick.labelsize": 10,
+              "ytick.labelsize": 10, "legend.fontsize": 10, "figure.titlesize": 12}
+
+
+def book_style() -> None:
+    """Set matplotlib's default font sizes so that figures read at the book's text width: at
+    most three panels a row and 9 inches wide, with these sizes, give text of 8 points or more
+    (called by :func:`gencourse.book.header`)."""
+    plt.rcParams.update(BOOK_FONTS)
 
 
 def _axes(ax, figsize=(5, 5)):

@@ -34,3 +34,35 @@ def test_header_reports_profile_and_runtimes(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "profile cpu" in out and "seed 3" in out and "cpu profile" in out
     assert g.initial_seed() == 3
+
+
+def test_glue_returns_plain_numbers_outside_a_kernel():
+    import numpy as np
+    import torch
+
+    assert book.glue("x", torch.tensor(1.5)) == 1.5 and isinstance(book.glue("x", torch.tensor(2)), int)
+    assert book.glue("y", np.float64(0.25)) == 0.25 and type(book.glue("y", np.float64(0.25))) is float
+    assert book.glue("z", "8") == "8"
+
+
+def test_footer_and_training_notes(capsys):
+    from gencourse.train import History
+
+    book.header("gans", seed=0)
+    trained = History(seconds=229.0, run={"trained": True, "train_seconds": 229.0})
+    loaded = History(seconds=229.0, run={"trained": False, "train_seconds": 229.0,
+                                         "date": "2026-12-01 20:00 UTC", "profile": "cpu"})
+    assert book.training_note("the DCGAN", trained) == "the DCGAN was trained in this run in 3.8 min"
+    assert book.training_note("the DCGAN", loaded) == (
+        "the DCGAN was loaded from the cache (trained in 3.8 min on 2026-12-01 20:00 UTC under the cpu profile)")
+    note = book.footer("gans", [book.training_note("the DCGAN", loaded)])
+    assert "this page was executed under the" in note and "loaded from the cache" in note
+    assert "chapter run time:" in capsys.readouterr().out
+
+
+def test_html_table_renders_rows_of_dicts_with_formats():
+    table = book.html_table([{"name": "VAE", "fid": 85.71, "kid": None}],
+                            [("name", "model", "{}"), ("fid", "FID", "{:.1f}"), ("kid", "KID", "{:.2f}")])
+    html = table._repr_html_()
+    assert html.startswith("<table") and "<th" in html and ">85.7</td>" in html and ">–</td>" in html
+    assert repr(table).splitlines()[0].split() == ["model", "FID", "KID"]
