@@ -66,20 +66,30 @@ class Proc:
         self.pid = None
         self.pidfd = None
         self.dead = False
-        frame = self.read(time.monotonic() + startup_timeout, accept=(b"H",))
+        self.wrapped = bool(wrapper)
+        self.startup_timeout = startup_timeout
+        self.ready = False
+
+    def handshake(self) -> "Proc":
+        """Wait for the process's hello (it has started and, for the tests, loaded its modules)."""
+        if self.ready:
+            return self
+        frame = self.read(time.monotonic() + self.startup_timeout, accept=(b"H",))
         if frame is None:
             self.kill()
-            raise Lost(f"the {role} process did not start within {startup_timeout:g} s")
+            raise Lost(f"the {self.role} process did not start within {self.startup_timeout:g} s")
         try:
             pid = int(json.loads(frame[1])["pid"])
         except (ValueError, KeyError, TypeError):
             self.kill()
-            raise Lost(f"the {role} process did not start") from None
-        self.pid = self._real_pid(pid) if wrapper else pid
+            raise Lost(f"the {self.role} process did not start") from None
+        self.pid = self._real_pid(pid) if self.wrapped else pid
         try:
             self.pidfd = os.pidfd_open(self.pid)
         except (OSError, AttributeError):
             self.pidfd = None
+        self.ready = True
+        return self
 
     def _real_pid(self, inner: int) -> int:
         """The pid seen from here of the process that calls itself ``inner`` in its namespace."""
@@ -221,10 +231,13 @@ class Worker:
     def _student_env(self) -> dict:
         return dict(self.job["student_env"])
 
-    def _start_student(self) -> Proc:
+    def _spawn_student(self) -> Proc:
         wrapper = self.job.get("bwrap") or None
-        proc = Proc("student", cwd=self.scratch, env=self._student_env(), log=self.log, wrapper=wrapper,
+        return Proc("student", cwd=self.scratch, env=self._student_env(), log=self.log, wrapper=wrapper,
                     startup_timeout=float(self.job.get("startup_timeout", 120)))
+
+    def _start_student(self, proc: Proc | None = None) -> Proc:
+        proc = (proc or self._spawn_student()).handshake()
         init = {"forbid": self.plan["forbid"], "landlock": self.job.get("landlock")}
         proc.send(b"I", json.dumps(init).encode())
         frame = proc.read(time.monotonic() + float(self.job.get("startup_timeout", 120)), accept=(b"D",))
@@ -238,6 +251,11 @@ class Worker:
         return proc
 
     def ensure_student(self) -> Proc:
+        if self.student is not None and not self.student.dead and not self.student.ready:
+            try:
+                self.student = self._start_student(self.student)
+            except Lost:
+                self.student.dead = True
         while self.student is None or self.student.dead:
             if self.student is not None:
                 self.student.kill()
@@ -254,11 +272,14 @@ class Worker:
         if self.tests is None or self.tests.dead:
             if self.tests is not None:
                 self.tests.kill()
-            self.tests = Proc("tests", cwd=str(self.tmp / "tests"), env=dict(self.job["tests_env"]), log=self.log,
-                              startup_timeout=float(self.job.get("startup_timeout", 120)),
-                              extra=list(self.plan.get("imports", [])))
+            self.tests = self._spawn_tests()
             self.setup_ran = 0
-        return self.tests
+        return self.tests.handshake()
+
+    def _spawn_tests(self) -> Proc:
+        return Proc("tests", cwd=str(self.tmp / "tests"), env=dict(self.job["tests_env"]), log=self.log,
+                    startup_timeout=float(self.job.get("startup_timeout", 120)),
+                    extra=list(self.plan.get("imports", [])))
 
     # -- cells
     def run_student_cell(self, j: int, replaying: bool = False) -> dict:
@@ -349,7 +370,10 @@ class Worker:
                         self.setup_ran = q["setup_upto"]
                         rec = _json(frame[1])
                         if phase:
-                            rec = {**rec, "status": "timeout", "reason": f"timed out after {self.timeout:g} s"}
+                            reason = f"timed out after {self.timeout:g} s"
+                            if student_lost or phase >= 2:
+                                reason += " and did not stop when interrupted; its process was restarted"
+                            rec = {**rec, "status": "timeout", "reason": reason}
                         if student_lost:
                             rec["student_lost"] = True
                         return rec
@@ -376,9 +400,13 @@ class Worker:
     def run(self) -> dict:
         cells = self.plan["cells"]
         questions = {q["index"]: q for q in self.plan["questions"]}
-        try:  # before any student code runs: it then holds its own copy of the modules it uses
+        # both start at once; the student's first cell waits until the test process has loaded
+        # its modules (it then holds its own copy of them, whatever the student's code writes)
+        try:
+            self.tests = self._spawn_tests()
+            self.student = self._spawn_student()
             self.ensure_tests()
-        except Lost:
+        except (Lost, OSError):
             pass
         for j, cell in enumerate(cells):
             if cell["kind"] == "student" and cell["source"].strip():

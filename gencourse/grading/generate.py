@@ -11,7 +11,8 @@ The markup is nbgrader's, so a teacher can also run nbgrader on ``solutions/``:
 * outputs and execution counts are cleared; cell metadata (nbgrader's included) is kept;
 * cells are locked the way nbgrader's release locks them: answer cells cannot be deleted
   (``deletable: false``), test cells and other read-only cells can be neither deleted nor
-  edited (``deletable: false``, ``editable: false``).
+  edited (``deletable: false``, ``editable: false``); graded, answer and read-only cells carry
+  nbgrader's ``checksum`` and ``cell_type``.
 
 Files are written the way Jupyter writes them (JSON, ``indent=1``, sorted keys,
 ``ensure_ascii=False``, trailing newline), so the output is byte-for-byte deterministic and
@@ -221,6 +222,26 @@ def _lock(cell) -> None:
         cell.metadata["editable"] = False
 
 
+def _checksum(cell) -> None:
+    """nbgrader's ComputeChecksums on the released cell: ``nbgrader.checksum`` (MD5 of the source,
+    the cell type, the grade/solution/locked flags, the grade id and the points) and
+    ``nbgrader.cell_type``, which nbgrader uses to tell an untouched answer from a changed one."""
+    meta = _nbgrader(cell)
+    if not meta or not meta.get("grade_id"):
+        return
+    grade, solution = bool(meta.get("grade", False)), bool(meta.get("solution", False))
+    locked = False if solution else (True if grade else bool(meta.get("locked", False)))
+    if not (grade or solution or locked):
+        return
+    m = hashlib.md5()
+    for part in (cell.source, cell.cell_type, str(grade), str(solution), str(locked), meta["grade_id"]):
+        m.update(part.encode("utf-8"))
+    if grade:
+        m.update(str(float(meta.get("points", 0))).encode("utf-8"))
+    meta["checksum"] = m.hexdigest()
+    meta["cell_type"] = cell.cell_type
+
+
 def _deterministic_id(index: int, cell) -> str:
     key = f"{index}\0{_nbgrader(cell).get('grade_id', '')}\0{cell.get('source', '')}"
     return hashlib.sha1(key.encode("utf-8")).hexdigest()[:8]
@@ -253,6 +274,7 @@ def generate_exercise(nb, *, name: str = "notebook"):
         for key in _TRANSIENT_CELL_METADATA:
             cell.metadata.pop(key, None)
         _lock(cell)
+        _checksum(cell)
         if needs_ids and not cell.get("id"):
             cell["id"] = _deterministic_id(index, cell)
         if "id" in cell:
