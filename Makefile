@@ -25,9 +25,12 @@ $(STAMP): pyproject.toml
 book: $(STAMP)
 	$(PY) -m gencourse.book build
 
-# Two test workers on two cores: one thread each, or PyTorch's spinning threads oversubscribe the CPU.
+# The linter first; then two test workers on two cores: one thread each, or PyTorch's spinning threads
+# oversubscribe the CPU. Checkpoints and data go to a temporary cache folder, removed afterwards.
 test: $(STAMP)
-	GENCOURSE_PROFILE=smoke MPLBACKEND=Agg OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile \
+	$(PY) -m ruff check gencourse tests benchmarks
+	cache=$$(mktemp -d) && trap 'rm -rf "$$cache"' EXIT && \
+	GENCOURSE_DATA=$$cache GENCOURSE_PROFILE=smoke MPLBACKEND=Agg OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile \
 		--nbval-lax --nbval-current-env tests chapters solutions
 
 lab: $(STAMP)

@@ -11,7 +11,7 @@ images: FID, precision/recall and the entropy of the predicted classes (class co
 2.303 when all ten digits are equally frequent). The 64×64 samples are downsampled to 28×28
 (antialiased bilinear) for the metric.
 
-* **chapter 07** (:func:`gencourse.models.gan.dcgan_settings`): :class:`~gencourse.models.gan.DCGANGenerator`
+* **chapter 07** (:func:`gencourse.recipes.dcgan.dcgan_settings`): :class:`~gencourse.models.gan.DCGANGenerator`
   / :class:`~gencourse.models.gan.DCGANDiscriminator` for native 28×28 images, ``ngf = ndf = 16``,
   batch 64, Adam 5e-4, β = (0.5, 0.999), samples from an EMA of G (decay 0.995).
 * **classic** (Radford, Metz & Chintala, 2016, as published): :class:`~gencourse.models.gan.ClassicDCGANGenerator`
@@ -40,12 +40,13 @@ from pathlib import Path
 
 os.environ.setdefault("GENCOURSE_PROFILE", "cpu")  # the embedded data and 2,000 evaluation samples
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import torch
+import torch.nn.functional as F
 
-import gencourse as gc  # noqa: E402
-from gencourse import metrics  # noqa: E402
-from gencourse.models import gan  # noqa: E402
+import gencourse as gc
+from gencourse import metrics
+from gencourse.models import gan
+from gencourse.recipes import dcgan as dcgan_recipe
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -155,7 +156,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sweep", action="store_true", help="run the design sweep instead (about 11 x the budget)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    gc.config.threads(1)
     if args.sweep:
         out = sweep(args.cpu_seconds, args.seed)
         RESULTS.mkdir(parents=True, exist_ok=True)
@@ -172,7 +173,7 @@ def main(argv=None) -> int:
     print(f"real images: FID {real['fid']:.2f}, class entropy {real['class_entropy']:.3f}", flush=True)
 
     results = {}
-    s = gan.dcgan_settings()
+    s = dcgan_recipe.dcgan_settings()
     torch.manual_seed(args.seed)
     G = gan.dcgan_init_(gan.DCGANGenerator(s["latent_dim"], s["ngf"]))
     D = gan.dcgan_init_(gan.DCGANDiscriminator(s["ndf"]))

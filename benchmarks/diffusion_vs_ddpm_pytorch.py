@@ -9,10 +9,10 @@ subset (the 4,000 training images of the ``cpu`` profile), then draw ``--n`` sam
 the 1,000 held-out images (FID and KID in the feature space of gencourse's MNIST classifier,
 precision/recall, class entropy). The sampling CPU time is recorded too.
 
-* **gencourse**: :func:`gencourse.models.diffusion.ddpm_settings` of the ``cpu`` profile (the
+* **gencourse**: :func:`gencourse.recipes.diffusion.ddpm_settings` of the ``cpu`` profile (the
   class-conditional :class:`~gencourse.nn.DiffusionUNet` with channels 32/64 on 14×14 and 7×7 after
   folding 2×2 pixels into channels, batch 32, Adam 2e-3, ε-prediction, linear schedule, T = 1000,
-  label dropout 0.2, EMA 0.995), trained by the same steps as :func:`gencourse.models.diffusion.train_ddpm`
+  label dropout 0.2, EMA 0.995), trained by the same steps as :func:`gencourse.recipes.diffusion.train_ddpm` (:func:`gencourse.train.ddpm_train_step`)
   with the warm-up + cosine decay of the learning rate spread over the CPU budget instead of a step
   count. It is scored twice: unconditional samples (the null label, the like-for-like comparison)
   and class-conditional samples with classifier-free guidance (scale ``--w``).
@@ -49,8 +49,7 @@ from pathlib import Path
 import torch
 
 import gencourse as gc
-from gencourse import diffusion as D
-from gencourse.models import diffusion as dm
+from gencourse.recipes import diffusion as dm
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NAME = "diffusion_vs_ddpm_pytorch"
@@ -76,15 +75,11 @@ def train_ours(budget: float, seed: int) -> tuple[dict, object]:
     model.train()
     while used < budget:  # the steps of dm.train_ddpm, with the learning rate decayed over the CPU budget
         idx = torch.randint(len(x), (B,), generator=g)
-        y0 = D.drop_labels(y[idx], settings["p_uncond"], settings["n_classes"], generator=g)
-        loss = D.ddpm_loss(model, x[idx], sched.alpha_bar, y=y0, generator=g)
-        opt.zero_grad()
-        loss.backward()
-        for group in opt.param_groups:
-            group["lr"] = settings["lr"] * lr_factor(steps, used, budget, settings["warmup"])
-        opt.step()
-        ema.update(model)
-        losses.append(loss.item())
+        out = gc.train.ddpm_train_step(
+            model, opt, x[idx], sched.alpha_bar, y=y[idx], p_uncond=settings["p_uncond"], null_label=settings["n_classes"],
+            lr=settings["lr"] * lr_factor(steps, used, budget, settings["warmup"]), ema=ema, generator=g,
+        )
+        losses.append(out["loss"])
         steps += 1
         used = time.process_time() - start
     model.eval()
@@ -151,7 +146,7 @@ def sample_and_score(which: str, model, n: int, sampling_steps: int, w: float, s
 
 
 def worker(which: str, args, out_path: str) -> None:
-    torch.set_num_threads(args.threads)
+    gc.config.threads(args.threads)
     gc.metrics.feature_net(verbose=False)
     print(f"{which}: training for {args.budget:.0f} CPU seconds", flush=True)
     if which == "ours":

@@ -16,7 +16,7 @@ The baseline is the VAE of the PyTorch example ``examples/vae/main.py`` as publi
 here from its well-known architecture: fc 784-400 ReLU, fc 400-20 for :math:`\\mu` and 400-20 for
 :math:`\\log\\sigma^2`, fc 20-400 ReLU, fc 400-784 sigmoid; Adam with learning rate 1e-3 (constant);
 batch 128; loss = BCE summed over pixels and batch + KL. The chapter's model is
-``gencourse.models.autoencoder.vae_settings("vae")`` (conv 16-32 encoder, d = 16, Adam 2e-3 decayed
+``gencourse.recipes.vae.vae_settings("vae")`` (conv 16-32 encoder, d = 16, Adam 2e-3 decayed
 along a cosine), with the cosine decay spread over the CPU-time budget instead of a step count.
 
 PyTorch runs with ``--threads`` threads (default 1): on a machine shared with other jobs, OpenMP
@@ -41,6 +41,7 @@ from torch import nn
 
 import gencourse as gc
 from gencourse.models import autoencoder as ae
+from gencourse.recipes import vae as vae_recipe
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -102,7 +103,9 @@ def train_for(name, model, x_train, x_test, budget, lr, cosine, K_probe, seed):
         if isinstance(model, MLPVAE):
             total, B = model.loss(x, gen)
             loss = total.item() / B  # per image, for the record; the gradient step uses the published sum
-            opt.zero_grad(); total.backward(); opt.step()
+            opt.zero_grad()
+            total.backward()
+            opt.step()
         else:
             loss = gc.train.vae_step(model, opt, x, generator=gen)["loss"]
         recent.append(float(loss))
@@ -129,15 +132,15 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(RESULTS), help="folder for vae_vs_mlp.json and .md")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    gc.config.threads(args.threads)
     x_train = gc.data.mnist("train", source="embedded").tensors[0]
     x_test = gc.data.mnist("test", source="embedded").tensors[0]
 
-    settings = ae.vae_settings("vae")
+    settings = vae_recipe.vae_settings("vae")
     torch.manual_seed(args.seed)
     models = {
         "MLP VAE 784-400-20 (PyTorch example)": (MLPVAE(), 1e-3, False),
-        "chapter 04 conv VAE (d=16)": (ae.build_vae({**settings, "seed": args.seed}).cpu(), settings["lr"], True),
+        "chapter 04 conv VAE (d=16)": (vae_recipe.build_vae({**settings, "seed": args.seed}).cpu(), settings["lr"], True),
     }
     rows = {}
     for name, (model, lr, cosine) in models.items():

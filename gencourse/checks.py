@@ -1,10 +1,13 @@
-"""Input checks shared by the library, and ``check_close`` for "from scratch" notebook cells."""
+"""Input checks shared by the library (positive integers, batches of images, point clouds), and
+``check_close`` for "from scratch" notebook cells."""
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
-__all__ = ["check_close", "as_points"]
+__all__ = ["check_close", "as_points", "positive_int", "image_batch", "one_of"]
 
 
 def check_close(mine, reference, *args, rtol: float = 1e-5, atol: float = 1e-6, name: str | None = None, **kwargs):
@@ -39,3 +42,30 @@ def as_points(x, name: str = "x", dim: int = 2) -> torch.Tensor:
     if not x.is_floating_point():
         raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
     return x
+
+
+def positive_int(value, name: str = "n", low: int = 1) -> int:
+    """Return ``value`` as an ``int`` if it is an integer ``>= low`` (1 by default; ``bool`` is not
+    an integer here), else raise a ``ValueError`` that names the argument and shows what came."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        what = "a positive int" if low == 1 else f"an int >= {low}"
+        raise ValueError(f"{name} must be {what}, got {type(value).__name__} {value!r}")
+    return int(value)
+
+
+def image_batch(x, shape, name: str = "x") -> torch.Tensor:
+    """Check that ``x`` is a tensor of shape ``(B, *shape)`` with ``B >= 1`` (e.g. ``shape=(1, 28, 28)``)
+    and return it; else raise a ``ValueError`` naming ``name``, the shape expected and the one received."""
+    shape = tuple(shape)
+    if not isinstance(x, torch.Tensor) or x.ndim != 1 + len(shape) or tuple(x.shape[1:]) != shape or x.shape[0] < 1:
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{name} must have shape (B, {', '.join(map(str, shape))}) with B >= 1, got {got}")
+    return x
+
+
+def one_of(value, choices, name: str):
+    """Return ``value`` if it is one of ``choices`` (strings), else raise a ``ValueError`` naming
+    ``name`` and listing the choices."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}")
+    return value

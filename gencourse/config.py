@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import checks
+
 PROFILES = ("smoke", "cpu", "gpu")
 ENV_PROFILE = "GENCOURSE_PROFILE"
 ENV_DATA = "GENCOURSE_DATA"
@@ -40,7 +42,6 @@ __all__ = [
     "device",
     "cache_dir",
     "threads",
-    "check_positive_int",
 ]
 
 
@@ -142,12 +143,15 @@ class threads:
     """
 
     def __init__(self, n: int = 1):
-        self.n = check_positive_int(n, "n")
+        self.n = checks.positive_int(n, "n")
         self.previous = torch.get_num_threads()
         if self.previous != self.n:
             torch.set_num_threads(self.n)
 
-    def __enter__(self) -> "threads":
+    def __repr__(self) -> str:  # what a notebook shows after a plain call
+        return f"PyTorch runs on {self.n} CPU thread{'s' if self.n != 1 else ''} (it was {self.previous})"
+
+    def __enter__(self) -> threads:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -164,11 +168,3 @@ class threads:
                 return func(*args, **kwargs)
 
         return wrapper
-
-
-def check_positive_int(value, name: str = "n") -> int:
-    """Return ``value`` as an ``int`` if it is a positive integer (``bool`` excluded), else raise a
-    ``ValueError`` that names the argument and shows what came."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {type(value).__name__} {value!r}")
-    return int(value)

@@ -59,7 +59,7 @@ class GaussianMixtureModel(nn.Module):
         self.log_stds = nn.Parameter(torch.zeros(K, D))
 
     @torch.no_grad()
-    def init_from_data(self, x: torch.Tensor, generator: torch.Generator | None = None) -> "GaussianMixtureModel":
+    def init_from_data(self, x: torch.Tensor, generator: torch.Generator | None = None) -> GaussianMixtureModel:
         r"""Place the means on ``K`` data points chosen by k-means++ seeding (Arthur & Vassilvitskii,
         2007): each next point is drawn with probability proportional to :math:`D(x)^2`, its squared
         distance to the nearest mean already chosen. Spread-out starting means keep gradient
@@ -148,7 +148,8 @@ def kde_loo_log_likelihood(data: torch.Tensor, bandwidth: float, chunk: int = 20
     (nats per point). Source: chapter 01 (Duin, 1976).
     """
     if not isinstance(data, torch.Tensor) or data.ndim != 2 or data.shape[0] < 2:
-        raise ValueError(f"data must be a tensor of shape (N, D) with N >= 2, got {tuple(data.shape) if isinstance(data, torch.Tensor) else type(data).__name__}")
+        got = tuple(data.shape) if isinstance(data, torch.Tensor) else type(data).__name__
+        raise ValueError(f"data must be a tensor of shape (N, D) with N >= 2, got {got}")
     N, D = data.shape
     h = _check_bandwidth(bandwidth)
     const = -math.log(N - 1) - 0.5 * D * math.log(2 * math.pi * h * h)
@@ -172,7 +173,8 @@ def bandwidth_rule_of_thumb(data: torch.Tensor) -> float:
     ``data`` of shape ``(N, D)``. Source: Silverman (1986), eq. (4.14); chapter 01.
     """
     if not isinstance(data, torch.Tensor) or data.ndim != 2 or data.shape[0] < 2:
-        raise ValueError(f"data must be a tensor of shape (N, D) with N >= 2, got {tuple(data.shape) if isinstance(data, torch.Tensor) else type(data).__name__}")
+        got = tuple(data.shape) if isinstance(data, torch.Tensor) else type(data).__name__
+        raise ValueError(f"data must be a tensor of shape (N, D) with N >= 2, got {got}")
     N, D = data.shape
     sigma = data.std(0).mean().item()
     return (4.0 / (D + 2)) ** (1.0 / (D + 4)) * N ** (-1.0 / (D + 4)) * sigma

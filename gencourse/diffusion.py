@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +48,7 @@ __all__ = [
     "sample_t",
     "ddpm_loss",
     "drop_labels",
-    "ddpm_step",
+    "ddpm_sample_step",
     "ddpm_sample",
     "ddim_timesteps",
     "ddim_step",
@@ -90,7 +90,7 @@ class Schedule:
         return self.beta.shape[0] - 1
 
     @classmethod
-    def from_beta(cls, beta) -> "Schedule":
+    def from_beta(cls, beta) -> Schedule:
         r"""Build a schedule from :math:`\beta_0 = 0, \beta_1, \dots, \beta_T` (shape ``(T + 1,)``),
         each :math:`\beta_t \in (0, 1)` for :math:`t \ge 1`."""
         beta = torch.as_tensor(beta, dtype=torch.float64).detach().cpu()
@@ -111,7 +111,7 @@ class Schedule:
         f32 = lambda a: a.to(torch.float32)  # noqa: E731
         return cls(f32(beta), f32(alpha), f32(alpha_bar), f32(beta_tilde))
 
-    def to(self, device) -> "Schedule":
+    def to(self, device) -> Schedule:
         """The same schedule with every tensor on ``device``."""
         return Schedule(*(getattr(self, f).to(device) for f in ("beta", "alpha", "alpha_bar", "beta_tilde")))
 
@@ -394,7 +394,7 @@ def drop_labels(
 # ----------------------------------------------------------------------------------------------
 
 
-def ddpm_step(
+def ddpm_sample_step(
     x_t: torch.Tensor,
     t,
     eps_hat: torch.Tensor,
@@ -403,7 +403,8 @@ def ddpm_step(
     z: torch.Tensor,
     sigma2: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    r"""One step of ancestral sampling, Algorithm 2 of Ho et al. (line 4):
+    r"""One step of ancestral sampling, Algorithm 2 of Ho et al. (line 4) (the training step is
+    :func:`gencourse.train.ddpm_train_step`):
 
     .. math::
         x_{t-1} = \frac{1}{\sqrt{\alpha_t}}\Big(x_t - \frac{\beta_t}{\sqrt{1 - \bar\alpha_t}}\,
@@ -450,7 +451,7 @@ def ddpm_sample(
     record: Sequence[int] = (),
 ) -> torch.Tensor | tuple[torch.Tensor, dict]:
     r"""Ancestral sampling, Algorithm 2 of Ho et al.: :math:`x_T \sim \mathcal N(0, I)`, then
-    :func:`ddpm_step` for :math:`t = T, \dots, 1` (:math:`T` network evaluations).
+    :func:`ddpm_sample_step` for :math:`t = T, \dots, 1` (:math:`T` network evaluations).
 
     Noise is drawn in this order: :math:`x_T` (unless given), then one :math:`z` for each
     :math:`t = T, \dots, 2` (none at :math:`t = 1`).
@@ -475,7 +476,7 @@ def ddpm_sample(
         if t in record:
             chain[t] = (x.cpu(), predict_x0(x, t, eps_hat, sched.alpha_bar).cpu())
         z = _randn(x.shape, generator, device) if t > 1 else torch.zeros_like(x)
-        x = ddpm_step(x, t, eps_hat, sched.beta, sched.alpha_bar, z)
+        x = ddpm_sample_step(x, t, eps_hat, sched.beta, sched.alpha_bar, z)
     return (x, chain) if record else x
 
 

@@ -16,7 +16,8 @@ Every value is in **nats**; divide by :math:`\log 2` for bits.
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 

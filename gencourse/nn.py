@@ -16,7 +16,7 @@ initialisation of weights (seed with :func:`gencourse.config.seed_everything`).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -326,7 +326,8 @@ def insert_zeros(x: torch.Tensor, stride: int) -> torch.Tensor:
 def conv_transpose2d_as_conv(x: torch.Tensor, weight: torch.Tensor, stride: int = 1, padding: int = 0) -> torch.Tensor:
     r"""Transposed convolution as zero insertion followed by an ordinary convolution.
 
-    .. math:: \operatorname{convT}_s(x; w) = \operatorname{conv}_1\big(\operatorname{pad}_{k-1-p}(\operatorname{insert\_zeros}_s(x));\; \overleftrightarrow{w}^\top\big)
+    .. math:: \operatorname{convT}_s(x; w) = \operatorname{conv}_1\big(\operatorname{pad}_{k-1-p}
+              (\operatorname{insert\_zeros}_s(x));\; \overleftrightarrow{w}^\top\big)
 
     where :math:`\overleftrightarrow{w}^\top` is the kernel rotated by 180° with its input and output
     channels swapped: :math:`\overleftrightarrow{w}^\top[o, c, u, v] = w[c, o, k_h-1-u, k_w-1-v]`
@@ -564,7 +565,8 @@ class DiffusionUNet(nn.Module):
         if y is None:
             y = torch.full_like(t, self.null_label)
         if not isinstance(y, torch.Tensor) or y.shape != t.shape or y.is_floating_point():
-            raise ValueError(f"y must be an integer tensor of shape (B,) = {tuple(t.shape)}, got {tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}")
+            got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+            raise ValueError(f"y must be an integer tensor of shape (B,) = {tuple(t.shape)}, got {got}")
         if y.numel() and (int(y.min()) < 0 or int(y.max()) > self.null_label):
             raise ValueError(f"y must hold labels in 0..{self.n_classes} ({self.null_label} = no label), got {int(y.min())}..{int(y.max())}")
         return e + self.label_emb(y)

@@ -8,7 +8,7 @@ A generator :math:`G` turns simple noise into data: if :math:`z \sim p_z` then
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

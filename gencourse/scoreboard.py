@@ -11,30 +11,29 @@ fitted by maximum likelihood to the training pixels, one such Gaussian per class
 the class frequencies as weights), and "memorised" training images (perfect-looking samples that
 are copies: only ``nn_train_ratio`` notices).
 
+The models of the chapters are registered at the end of this module, from their recipes in
+:mod:`gencourse.recipes` (the chapter and the scoreboard share one checkpoint: same name, same
+settings, same profile → same file).
+
 Adding a model (for the chapter that trains it)
 ------------------------------------------------
-1. Keep the training recipe in the library, as a function that calls
-   :func:`gencourse.train.load_or_train` with the chapter's settings, so that the chapter and the
-   scoreboard share one checkpoint (same name, same settings, same profile → same file)::
+1. Write the chapter's recipe as a module of :mod:`gencourse.recipes`: its settings, a build and a
+   train function, and a function that calls :func:`gencourse.train.load_or_train` with them::
 
-       def train_dcgan_mnist():                       # in gencourse/models/gan.py
-           G, D = DCGenerator(), DCDiscriminator()
-           history = gc.train.load_or_train("dcgan_mnist", {"G": G, "D": D}, lambda: _fit(G, D),
-                                            settings=DCGAN_SETTINGS)
-           return G, history
+       def dcgan_mnist(name="dcgan", **overrides):      # in gencourse/recipes/dcgan.py
+           settings = dcgan_settings(**overrides)
+           modules = build_dcgan(settings)
+           history = gc.train.load_or_train(name, modules, lambda: train_dcgan(modules, settings),
+                                            settings=settings)
+           return modules, history
 
-2. Register an entry in that module (the factory runs only when the scoreboard is run)::
+2. Register an entry at the end of this module (the factory runs only when the scoreboard is run)::
 
-       from gencourse import scoreboard
-
-       @scoreboard.register("DCGAN", chapter="07", value_range="pm1")
+       @register("DCGAN", chapter="07", value_range="pm1")
        def _dcgan_entry(n, generator):
-           G, history = train_dcgan_mnist()
-           with torch.no_grad():
-               x = G(torch.randn(n, G.z_dim, generator=generator).to(gc.config.device()))
-           return scoreboard.Samples(x.cpu(), history.seconds)   # labels=y for a conditional model
-
-3. Add the module's name to :data:`ENTRY_MODULES` below, so that :func:`entries` imports it.
+           modules, history = dcgan.dcgan_mnist("dcgan", progress=False)
+           x = gan.generate(modules["G_ema"], n, generator=generator)
+           return Samples(x, history.seconds)   # labels=y for a conditional model
 
 Training time is ``History.seconds`` (wall-clock) as recorded when the model was trained, also
 when it is loaded from a checkpoint.
@@ -42,18 +41,20 @@ when it is loaded from a checkpoint.
 
 from __future__ import annotations
 
-import importlib
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Sequence
+from typing import NamedTuple
 
 import torch
 
 from . import config, data, density, metrics
+from .models import gan
+from .recipes import dcgan, vae
+from .recipes import diffusion as ddpm
 
 __all__ = [
-    "ENTRY_MODULES",
     "Samples",
     "Entry",
     "register",
@@ -63,10 +64,6 @@ __all__ = [
     "PixelGaussian",
     "ClassGaussians",
 ]
-
-#: Library modules that register scoreboard entries, imported by :func:`entries` (add yours).
-ENTRY_MODULES: list[str] = ["gencourse.models.autoencoder", "gencourse.models.gan", "gencourse.models.diffusion"]
-
 
 class Samples(NamedTuple):
     """What an entry's factory returns: images ``x`` ``(n, 1, 28, 28)``, the model's training time
@@ -107,9 +104,7 @@ def register(name: str, *, chapter: str, value_range: str, description: str = ""
 
 
 def entries() -> list[Entry]:
-    """All registered entries, in registration order (the modules of :data:`ENTRY_MODULES` first imported)."""
-    for module in ENTRY_MODULES:
-        importlib.import_module(module)
+    """All registered entries, in registration order."""
     return list(_ENTRIES.values())
 
 
@@ -187,7 +182,7 @@ class PixelGaussian:
     non-singular covariance (``ridge > 0``, or dequantised data with :math:`N > 784`).
     """
 
-    @metrics.single_thread
+    @config.threads(1)
     def __init__(self, x01: torch.Tensor, ridge: float = 0.0):
         x = metrics.check_images(x01, "01", name="x01").flatten(1).double()  # (N, 784)
         if ridge < 0:
@@ -196,7 +191,7 @@ class PixelGaussian:
         self.ridge = float(ridge)
         self._xc = x - self.mu  # (N, 784)
 
-    @metrics.single_thread
+    @config.threads(1)
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         N, D = self._xc.shape
         w = torch.randn(n, N, generator=generator, dtype=torch.float64)
@@ -205,7 +200,7 @@ class PixelGaussian:
             x = x + math.sqrt(self.ridge) * torch.randn(n, D, generator=generator, dtype=torch.float64)
         return x.clamp(0, 1).float().reshape(n, 1, 28, 28)  # (n, 1, 28, 28)
 
-    @metrics.single_thread
+    @config.threads(1)
     def log_prob(self, x01: torch.Tensor) -> torch.Tensor:
         """Log-density (nats per image) of images ``(B, 1, 28, 28)`` under the Gaussian."""
         cov = self.sigma + self.ridge * torch.eye(len(self.mu), dtype=torch.float64)
@@ -246,19 +241,19 @@ def _timed(fit):
     return model, time.perf_counter() - start
 
 
-@register("uniform noise", chapter="12", value_range="01", description="independent U[0, 1] pixels: the ceiling")
+@register("uniform noise", chapter="14", value_range="01", description="independent U[0, 1] pixels: the ceiling")
 def _noise(n, generator):
     return Samples(torch.rand(n, 1, 28, 28, generator=generator), 0.0)
 
 
-@register("Gaussian (MLE)", chapter="12", value_range="01", description="full-covariance Gaussian on the pixels")
+@register("Gaussian (MLE)", chapter="14", value_range="01", description="full-covariance Gaussian on the pixels")
 def _gaussian(n, generator):
     x, _ = data.mnist_tensors("train", verbose=False)
     model, seconds = _timed(lambda: PixelGaussian(x))
     return Samples(model.sample(n, generator), seconds)
 
 
-@register("Gaussian per class", chapter="12", value_range="01", description="one full-covariance Gaussian per class")
+@register("Gaussian per class", chapter="14", value_range="01", description="one full-covariance Gaussian per class")
 def _class_gaussians(n, generator):
     x, y = data.mnist_tensors("train", verbose=False)
     model, seconds = _timed(lambda: ClassGaussians(x, y))
@@ -266,9 +261,48 @@ def _class_gaussians(n, generator):
     return Samples(samples, seconds, labels)
 
 
-@register("memorised training images", chapter="12", value_range="01", description="copies of training images")
+@register("memorised training images", chapter="14", value_range="01", description="copies of training images")
 def _memorised(n, generator):
     x, _ = data.mnist_tensors("train", verbose=False)
     if n > len(x):
         raise ValueError(f"n = {n} is more than the {len(x)} training images of the {config.profile()!r} profile")
     return Samples(x[torch.randperm(len(x), generator=generator)[:n]], 0.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# the models of the chapters, from their recipes
+# ----------------------------------------------------------------------------------------------
+
+
+@register("VAE", chapter="04", value_range="01", description="convolutional VAE, d = 16, Bernoulli decoder means")
+def _vae_entry(n: int, generator: torch.Generator) -> Samples:
+    model, history = vae.vae_mnist("vae", progress=False)
+    x = torch.cat([model.sample(min(1000, n - i), generator=generator).cpu() for i in range(0, n, 1000)])
+    return Samples(x, history.seconds)
+
+
+@register("CVAE", chapter="04", value_range="01", description="conditional VAE, d = 16, 10 classes")
+def _cvae_entry(n: int, generator: torch.Generator) -> Samples:
+    model, history = vae.vae_mnist("cvae", progress=False)
+    labels = torch.arange(n) % 10
+    device = next(model.parameters()).device
+    x = torch.cat([model.sample(len(yb), yb.to(device), generator=generator).cpu() for yb in labels.split(1000)])
+    return Samples(x, history.seconds, labels)
+
+
+@register("DCGAN", chapter="07", value_range="pm1", description="DCGAN for 28x28, ngf = ndf = 16, EMA of G")
+def _dcgan_entry(n: int, generator: torch.Generator) -> Samples:
+    modules, history = dcgan.dcgan_mnist("dcgan", progress=False)
+    x = gan.generate(modules["G_ema"], n, generator=generator).clamp(-1, 1)
+    return Samples(x, history.seconds)
+
+
+@register(
+    "DDPM + CFG", chapter="12", value_range="pm1",
+    description=f"class-conditional U-Net (label dropout 0.2), DDIM {ddpm.SAMPLER['n_steps']} steps, guidance w = {ddpm.SAMPLER['w']:g}",
+)
+def _ddpm_entry(n: int, generator: torch.Generator) -> Samples:
+    model, sched, history = ddpm.ddpm_mnist("ddpm_cfg", progress=False)
+    labels = torch.arange(n) % 10
+    x = ddpm.sample_mnist(model, sched, labels, w=ddpm.SAMPLER["w"], n_steps=ddpm.SAMPLER["n_steps"], generator=generator)
+    return Samples(x, history.seconds, labels)

@@ -25,14 +25,14 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Mapping
 
 import torch
 from torch import nn
 from tqdm.std import tqdm  # plain text on stderr: the rendered book drops it, Jupyter shows it
 
-from . import config
+from . import config, diffusion, losses
 
 __all__ = ["History", "cycle", "fit", "EMA", "load_or_train", "last_run_info", "checkpoint_path", "lr_cosine", "vae_step"]
 
@@ -346,8 +346,6 @@ def vae_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: t
 
 __all__ += ["d_step", "g_step"]
 
-from . import losses  # noqa: E402  (the GAN losses of chapters 06-07)
-
 
 def d_step(G: nn.Module, D: nn.Module, opt_D: torch.optim.Optimizer, x_real: torch.Tensor, z: torch.Tensor,
            *, kind: str = "non_saturating") -> dict:
@@ -451,3 +449,52 @@ def wgan_g_step(G: nn.Module, critic: nn.Module, opt_G: torch.optim.Optimizer, z
         for p, flag in zip(critic.parameters(), flags):
             p.requires_grad_(flag)
     return {"loss_G": loss_G.item()}
+
+
+# ----------------------------------------------------------------------------------------------
+# one training step of a diffusion model (chapter 12)
+# ----------------------------------------------------------------------------------------------
+
+__all__ += ["ddpm_train_step"]
+
+
+def ddpm_train_step(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    x0: torch.Tensor,
+    alpha_bar: torch.Tensor,
+    *,
+    y: torch.Tensor | None = None,
+    p_uncond: float = 0.0,
+    null_label: int | None = None,
+    lr: float | None = None,
+    ema: EMA | None = None,
+    generator: torch.Generator | None = None,
+) -> dict:
+    r"""One update of an :math:`\varepsilon`-network (Ho et al., 2020, Algorithm 1; chapter 12): the
+    training step, not to be confused with the sampling step :func:`gencourse.diffusion.ddpm_sample_step`.
+
+    .. math:: \mathcal L = \frac1B \sum_b \big\|\varepsilon_b - \varepsilon_\theta\big(\sqrt{\bar\alpha_{t_b}}\,x_{0,b}
+              + \sqrt{1 - \bar\alpha_{t_b}}\,\varepsilon_b,\ t_b,\ y_b\big)\big\|^2 / (C H W),
+              \qquad t_b \sim \mathcal U\{1..T\},\ \varepsilon_b \sim \mathcal N(0, I)
+
+    In this order, with ``generator``: for a class-conditional model (``y`` ``(B,)`` and
+    ``null_label`` given) each label is replaced by :math:`\varnothing` with probability ``p_uncond``
+    (:func:`gencourse.diffusion.drop_labels`, classifier-free guidance, Ho & Salimans, 2021); then
+    :func:`gencourse.diffusion.ddpm_loss` draws :math:`t` and :math:`\varepsilon`. Backward, the
+    learning rate set to ``lr`` (when given, e.g. from :func:`lr_cosine`), ``opt.step()``, and
+    ``ema.update(model)`` when an :class:`EMA` is given. ``x0`` ``(B, C, H, W)``, ``alpha_bar``
+    ``(T + 1,)`` on ``x0``'s device. Returns ``{"loss": float}``.
+    """
+    if y is not None and null_label is not None:
+        y = diffusion.drop_labels(y, p_uncond, null_label, generator=generator)
+    loss = diffusion.ddpm_loss(model, x0, alpha_bar, y=y, generator=generator)
+    opt.zero_grad()
+    loss.backward()
+    if lr is not None:
+        for group in opt.param_groups:
+            group["lr"] = lr
+    opt.step()
+    if ema is not None:
+        ema.update(model)
+    return {"loss": loss.item()}

@@ -39,6 +39,8 @@ __all__ = [
     "wasserstein",
     "SinkhornResult",
     "sinkhorn",
+    "sqrtm_psd",
+    "wasserstein2_gaussians_squared",
     "wasserstein2_gaussians",
     "kantorovich_dual",
     "c_transform",
@@ -209,20 +211,40 @@ def sinkhorn(a, b, M: torch.Tensor, eps: float, n_iters: int = 1000, tol: float 
     return SinkhornResult(plan, f, g, it, error)
 
 
-def _sqrtm_psd(S: torch.Tensor) -> torch.Tensor:
-    evals, evecs = torch.linalg.eigh(S)
-    return (evecs * evals.clamp_min(0).sqrt()) @ evecs.transpose(-1, -2)
+def sqrtm_psd(A) -> torch.Tensor:
+    r"""Square root of a symmetric positive semi-definite matrix, :math:`A^{1/2} = U \Lambda_+^{1/2} U^\top`.
+
+    ``A`` ``(d, d)`` is symmetrised, :math:`(A + A^\top)/2`, to remove rounding asymmetry, then
+    diagonalised with ``eigh`` (real eigenvalues, orthonormal :math:`U`); eigenvalues that rounding
+    made slightly negative are set to 0. Returns a symmetric PSD ``(d, d)`` matrix, in the dtype of a
+    floating-point tensor ``A``, else in float64.
+    """
+    A = A if isinstance(A, torch.Tensor) and A.is_floating_point() else torch.as_tensor(A, dtype=torch.float64)
+    if A.ndim != 2 or A.shape[0] != A.shape[1]:
+        raise ValueError(f"A must be a square matrix (d, d), got shape {tuple(A.shape)}")
+    A = (A + A.T) / 2
+    lam, U = torch.linalg.eigh(A)
+    return (U * lam.clamp(min=0).sqrt()) @ U.T
 
 
-def wasserstein2_gaussians(mu1, Sigma1, mu2, Sigma2) -> torch.Tensor:
-    r"""Closed-form :math:`W_2` between Gaussians (Dowson & Landau, 1982; Olkin & Pukelsheim, 1982).
+def wasserstein2_gaussians_squared(mu1, Sigma1, mu2, Sigma2) -> torch.Tensor:
+    r"""Closed-form :math:`W_2^2` between Gaussians (Dowson & Landau, 1982; Olkin & Pukelsheim, 1982),
+    the squared Fréchet distance that FID uses:
 
     .. math:: W_2^2\big(\mathcal N(\mu_1, \Sigma_1), \mathcal N(\mu_2, \Sigma_2)\big) = \|\mu_1 - \mu_2\|^2
-              + \operatorname{tr}\Big(\Sigma_1 + \Sigma_2 - 2\big(\Sigma_2^{1/2}\Sigma_1\Sigma_2^{1/2}\big)^{1/2}\Big)
+              + \operatorname{tr}\Big(\Sigma_1 + \Sigma_2 - 2\big(\Sigma_1^{1/2}\Sigma_2\Sigma_1^{1/2}\big)^{1/2}\Big)
 
     (the second term is the squared Bures distance; in one dimension :math:`(\sigma_1 - \sigma_2)^2`).
-    ``mu*`` of shape ``(D,)``, ``Sigma*`` ``(D, D)`` symmetric positive semi-definite. Returns
-    :math:`W_2` (not squared), a scalar tensor. Source: chapter 02.
+    The trace of the matrix square root is computed stably: :math:`\Sigma_1 \Sigma_2` is similar to
+    the *symmetric* PSD matrix :math:`M = \Sigma_1^{1/2}\Sigma_2\Sigma_1^{1/2}`, so
+    :math:`\operatorname{tr}(\Sigma_1\Sigma_2)^{1/2} = \sum_i \sqrt{\lambda_i(M)}`, with real
+    eigenvalues from ``eigvalsh`` of the symmetrised :math:`M`, the ones that rounding made negative
+    set to 0. (``scipy.linalg.sqrtm(S1 @ S2)``, used by the reference FID code, works on a
+    non-symmetric product and can return a complex result whose imaginary part must be discarded.)
+
+    ``mu*`` of shape ``(D,)``, ``Sigma*`` ``(D, D)`` symmetric PSD, tensors of one floating dtype
+    (other inputs are converted to the default dtype). Returns a scalar tensor, clipped at 0
+    (rounding can give ``-1e-12`` for identical inputs). Source: chapters 02 and 14.
     """
     mu1, Sigma1, mu2, Sigma2 = (torch.as_tensor(v, dtype=torch.get_default_dtype()) if not isinstance(v, torch.Tensor) else v
                                 for v in (mu1, Sigma1, mu2, Sigma2))
@@ -230,11 +252,17 @@ def wasserstein2_gaussians(mu1, Sigma1, mu2, Sigma2) -> torch.Tensor:
     if mu1.ndim != 1 or mu2.shape != (D,) or Sigma1.shape != (D, D) or Sigma2.shape != (D, D):
         raise ValueError(f"expected mu1, mu2 of shape (D,) and Sigma1, Sigma2 of shape (D, D), got "
                          f"{tuple(mu1.shape)}, {tuple(mu2.shape)}, {tuple(Sigma1.shape)}, {tuple(Sigma2.shape)}")
-    root2 = _sqrtm_psd(Sigma2)
-    cross = root2 @ Sigma1 @ root2
-    tr_sqrt = torch.linalg.eigvalsh(0.5 * (cross + cross.T)).clamp_min(0).sqrt().sum()
-    w2_sq = ((mu1 - mu2) ** 2).sum() + torch.trace(Sigma1) + torch.trace(Sigma2) - 2 * tr_sqrt
-    return w2_sq.clamp_min(0).sqrt()
+    root1 = sqrtm_psd(Sigma1)
+    M = root1 @ Sigma2 @ root1
+    lam = torch.linalg.eigvalsh((M + M.T) / 2).clamp(min=0)
+    return ((mu1 - mu2).square().sum() + Sigma1.trace() + Sigma2.trace() - 2 * lam.sqrt().sum()).clamp_min(0)
+
+
+def wasserstein2_gaussians(mu1, Sigma1, mu2, Sigma2) -> torch.Tensor:
+    r""":math:`W_2` (not squared) between :math:`\mathcal N(\mu_1, \Sigma_1)` and
+    :math:`\mathcal N(\mu_2, \Sigma_2)`: the square root of :func:`wasserstein2_gaussians_squared`
+    (same arguments). Returns a scalar tensor. Source: chapter 02."""
+    return wasserstein2_gaussians_squared(mu1, Sigma1, mu2, Sigma2).sqrt()
 
 
 def kantorovich_dual(a, b, M: torch.Tensor):

@@ -14,6 +14,7 @@ import gencourse as gc
 from gencourse import losses
 from gencourse.divergences import kl_mvn
 from gencourse.models import autoencoder as ae
+from gencourse.recipes import vae as vae_recipe
 
 SMALL = dict(enc_widths=(4, 8), dec_widths=(8, 4), hidden=16)
 
@@ -75,7 +76,7 @@ def test_autoencoder_shapes_and_loss_is_bce_summed_per_image():
     assert 0 <= x_hat.min() and x_hat.max() <= 1
     bce = nn.functional.binary_cross_entropy(x_hat, x, reduction="sum") / 5
     torch.testing.assert_close(model.loss(x), bce, rtol=1e-4, atol=1e-3)
-    with pytest.raises(ValueError, match=r"x must be images of shape \(B, 1, 28, 28\)"):
+    with pytest.raises(ValueError, match=r"x must have shape \(B, 1, 28, 28\)"):
         model.encode(torch.rand(5, 784))
 
 
@@ -154,8 +155,8 @@ def test_iwae_converges_to_the_exact_log_likelihood_and_the_elbo_is_below():
     x = torch.bernoulli(torch.sigmoid(a * z_true + c), generator=g).view(1, 1, 28, 28)
 
     def log_joint(z):  # log p(x | z) + log p(z), in float64
-        l = a * z + c
-        return float((x.flatten() * l - torch.nn.functional.softplus(l)).sum()) + scipy.stats.norm.logpdf(z)
+        logits = a * z + c
+        return float((x.flatten() * logits - torch.nn.functional.softplus(logits)).sum()) + scipy.stats.norm.logpdf(z)
 
     shift = log_joint(z_true)
     mass, _ = scipy.integrate.quad(lambda z: math.exp(log_joint(z) - shift), -12, 12, points=[z_true], limit=200)
@@ -303,21 +304,21 @@ def test_linear_gaussian_checks_inputs():
 
 
 def test_vae_settings_presets_and_checks():
-    s = ae.vae_settings("vae")
-    assert s["latent_dim"] == 16 and s["n_classes"] == 0 and s["steps"] == ae.VAE_STEPS["smoke"]
-    assert ae.vae_settings("vae2d")["latent_dim"] == 2 and ae.vae_settings("cvae")["n_classes"] == 10
-    assert ae.vae_settings("vae_beta4", beta=4.0)["beta"] == 4.0
+    s = vae_recipe.vae_settings("vae")
+    assert s["latent_dim"] == 16 and s["n_classes"] == 0 and s["steps"] == vae_recipe.VAE_STEPS["smoke"]
+    assert vae_recipe.vae_settings("vae2d")["latent_dim"] == 2 and vae_recipe.vae_settings("cvae")["n_classes"] == 10
+    assert vae_recipe.vae_settings("vae_beta4", beta=4.0)["beta"] == 4.0
     with pytest.raises(ValueError, match="unknown VAE settings"):
-        ae.vae_settings("vae", latent=3)
+        vae_recipe.vae_settings("vae", latent=3)
 
 
 def test_vae_mnist_trains_once_then_loads_and_feeds_the_scoreboard(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("GENCOURSE_DATA", str(tmp_path))
     small = dict(steps=3, batch_size=16, enc_widths=[4, 8], dec_widths=[8, 4], hidden=16)
-    model, history = ae.vae_mnist("vae", progress=False, **small)
+    model, history = vae_recipe.vae_mnist("vae", progress=False, **small)
     assert len(history["loss"]) == 3 and not model.training
-    again, _ = ae.vae_mnist("vae", progress=False, **small)
-    assert "loaded from" in capsys.readouterr().out
+    again, _ = vae_recipe.vae_mnist("vae", progress=False, **small)
+    assert "loaded from the cache" in capsys.readouterr().out
     for p, q in zip(model.parameters(), again.parameters()):
         assert torch.equal(p, q)
     # the scoreboard's entries use the chapter's checkpoints ("vae", "cvae")
@@ -325,8 +326,8 @@ def test_vae_mnist_trains_once_then_loads_and_feeds_the_scoreboard(tmp_path, mon
 
     entries = {e.name: e for e in scoreboard.entries()}
     assert {"VAE", "CVAE"} <= set(entries) and entries["VAE"].chapter == "04"
-    monkeypatch.setattr(ae, "VAE_STEPS", {"smoke": 2, "cpu": 2, "gpu": 2})
-    monkeypatch.setattr(ae, "_PRESETS", {"vae": dict(enc_widths=[4, 8], dec_widths=[8, 4], hidden=16),
+    monkeypatch.setattr(vae_recipe, "VAE_STEPS", {"smoke": 2, "cpu": 2, "gpu": 2})
+    monkeypatch.setattr(vae_recipe, "_PRESETS", {"vae": dict(enc_widths=[4, 8], dec_widths=[8, 4], hidden=16),
                                          "cvae": dict(n_classes=10, enc_widths=[4, 8], dec_widths=[8, 4], hidden=16)})
     out = entries["CVAE"].factory(12, torch.Generator().manual_seed(0))
     assert out.x.shape == (12, 1, 28, 28) and 0 <= out.x.min() and out.x.max() <= 1

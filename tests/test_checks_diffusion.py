@@ -73,7 +73,7 @@ def _ab(a, t):
         ("diffusion.ddpm_step", lambda x, t, e, b, ab, z: (x - b[t] / (1 - ab[t]).sqrt() * e) / (1 - b[t]).sqrt() + (b[t] * z if t > 1 else 0), "sqrt\\(beta_t\\), not beta_t"),
         ("diffusion.ddpm_step", lambda x, t, e, b, ab, z: (x - b[t] / (1 - ab[t]).sqrt() * e) / ab[t].sqrt() + (b[t].sqrt() * z if t > 1 else 0), "not sqrt\\(alpha_bar_t\\)"),
         ("diffusion.ddpm_step", lambda x, t, e, b, ab, z: (x - b[t] / (1 - ab[t]) * e) / (1 - b[t]).sqrt() + (b[t].sqrt() * z if t > 1 else 0), "square root is missing"),
-        ("diffusion.ddpm_step", lambda x, t, e, b, ab, z: D.ddpm_step(x, t - 1 if t > 1 else t, e, b, ab, z) if t > 1 else D.ddpm_step(x, t, e, b, ab, z), "off by one"),
+        ("diffusion.ddpm_step", lambda x, t, e, b, ab, z: D.ddpm_sample_step(x, t - 1 if t > 1 else t, e, b, ab, z) if t > 1 else D.ddpm_sample_step(x, t, e, b, ab, z), "off by one"),
         ("diffusion.ddpm_step", lambda x, t, e, b, ab, z: (x - b[t] / (1 - ab[t]).sqrt() * e) / (1 - b[t]).sqrt(), "random term"),
         # ddim_step
         ("diffusion.ddim_step", lambda x, t, s, e, ab: ddim_step(x, s, t, e, ab), "swapped"),
@@ -88,3 +88,29 @@ def _ab(a, t):
 def test_classic_mistakes_fail_with_a_specific_message(qid, wrong, message):
     with pytest.raises(AssertionError, match=message):
         check(qid, wrong)
+
+
+def right_optimal_eps(x_t, t, m, s, alpha_bar):
+    a = alpha_bar[t]
+    return (1 - a).sqrt() * (x_t - a.sqrt() * m) / (a * s**2 + 1 - a)
+
+
+def test_optimal_eps_accepts_the_right_answer(capsys):
+    assert check("diffusion.optimal_eps", right_optimal_eps)
+    assert "✔" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        (lambda x, t, m, s, ab: (1 - ab[t]).sqrt() * x / (ab[t] * s**2 + 1 - ab[t]), "subtract it"),
+        (lambda x, t, m, s, ab: (1 - ab[t]).sqrt() * (x - ab[t].sqrt() * m) / (ab[t] * s**2), "noise's share"),
+        (lambda x, t, m, s, ab: (1 - ab[t]) * (x - ab[t].sqrt() * m) / (ab[t] * s**2 + 1 - ab[t]), "not 1 - alpha_bar_t"),
+        (lambda x, t, m, s, ab: (1 - ab[t]).sqrt() * (x - ab[t].sqrt() * m) / (ab[t] * s**2 + 1 - ab[t]).sqrt(), "not by its standard deviation"),
+        (lambda x, t, m, s, ab: (1 - ab[t]).sqrt() * (x - ab[t].sqrt() * m) / (ab[t] * s + 1 - ab[t]), "variance of x0 is s\\^2"),
+        (lambda x, t, m, s, ab: (x - ab[t].sqrt() * m).numpy(), "must return a tensor"),
+    ],
+)
+def test_optimal_eps_rejects_the_classic_mistakes(wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        check("diffusion.optimal_eps", wrong)

@@ -45,8 +45,37 @@ def test_seed_everything_is_reproducible():
         config.seed_everything(1.5)
 
 
-def test_device_is_usable():
-    assert torch.zeros(1, device=config.device()).device.type == config.device().type
+def test_device_follows_cuda_and_the_local_rank(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert config.device() == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert config.device() == torch.device("cuda", 3)
+    monkeypatch.delenv("LOCAL_RANK")
+    assert config.device() == torch.device("cuda", 0)
+
+
+def test_threads_sets_and_restores_as_block_decorator_and_statement():
+    outer = config.threads(3)  # a plain call: from here on (a count that OMP_NUM_THREADS=1 never gives)
+    try:
+        assert torch.get_num_threads() == 3
+        with config.threads(1):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 3
+        with pytest.raises(RuntimeError), config.threads(2):
+            raise RuntimeError("boom")
+        assert torch.get_num_threads() == 3
+
+        @config.threads(1)
+        def inner():
+            return torch.get_num_threads()
+
+        assert torch.get_num_threads() == 3  # decorating changes nothing until the call
+        assert inner() == 1 and torch.get_num_threads() == 3
+        with pytest.raises(ValueError, match="n must be a positive int"):
+            config.threads(0)
+    finally:
+        outer.__exit__()
 
 
 def test_cache_dir(monkeypatch, tmp_path):

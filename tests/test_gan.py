@@ -1,4 +1,5 @@
-"""gencourse.models.gan and the GAN steps of gencourse.train: shapes, guidelines, metrics, updates."""
+"""gencourse.models.gan, the GAN steps of gencourse.train, chapter 07's recipe and chapter 06's
+metrics (mode coverage, nearest neighbours): shapes, guidelines, metrics, updates."""
 
 import math
 
@@ -6,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from gencourse import losses, train
+from gencourse import config, losses, metrics, train
 from gencourse.models import gan
-
+from gencourse.recipes import dcgan
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -100,7 +101,7 @@ def test_mode_coverage_counts_against_a_loop():
     g = torch.Generator().manual_seed(0)
     x = torch.cat([means[[0, 0, 3, 5]].repeat(50, 1) + 0.05 * torch.randn(200, 2, generator=g),
                    torch.zeros(40, 2)])  # 40 samples at the centre: far from every mode
-    out = gan.mode_coverage(x, means, std=0.05)
+    out = metrics.mode_coverage(x, means, std=0.05)
     counts = [0] * 8
     good = 0
     for point in x:
@@ -114,16 +115,16 @@ def test_mode_coverage_counts_against_a_loop():
     pi = torch.tensor(counts, dtype=torch.float64) / good
     kl = sum(p * math.log(p * 8) for p in pi.tolist() if p > 0)
     assert out["kl_uniform"] == pytest.approx(kl)
-    assert gan.mode_coverage(x, means, std=0.05, min_count=200)["modes"] == 0
+    assert metrics.mode_coverage(x, means, std=0.05, min_count=200)["modes"] == 0
     with pytest.raises(ValueError, match="means must have shape"):
-        gan.mode_coverage(x, means[:, :1], std=0.05)
+        metrics.mode_coverage(x, means[:, :1], std=0.05)
 
 
 def test_mode_coverage_of_the_data_itself():
     from gencourse import data
 
     p = data.toy("ring")
-    out = gan.mode_coverage(p.sample(4000, torch.Generator().manual_seed(0)), p.means, 0.05)
+    out = metrics.mode_coverage(p.sample(4000, torch.Generator().manual_seed(0)), p.means, 0.05)
     assert out["modes"] == 8 and out["high_quality"] > 0.98 and out["kl_uniform"] < 0.01
 
 
@@ -131,13 +132,30 @@ def test_nearest_neighbours_against_brute_force():
     g = torch.Generator().manual_seed(0)
     data = torch.randn(50, 1, 4, 4, generator=g)
     x = torch.cat([data[[7, 3]], torch.randn(3, 1, 4, 4, generator=g)])
-    dist, idx = gan.nearest_neighbours(x, data, k=2, chunk=2)
+    dist, idx = metrics.nearest_neighbours(x, data, k=2, chunk=2)
+    assert dist.dtype == torch.float64 and idx.shape == (5, 2)
     for i in range(len(x)):
-        d = torch.stack([(x[i] - data[j]).norm() for j in range(len(data))])
+        d = torch.stack([(x[i].double() - data[j].double()).norm() for j in range(len(data))])
         v, j = d.sort()
         assert idx[i].tolist() == j[:2].tolist()
-        torch.testing.assert_close(dist[i], v[:2], atol=1e-4, rtol=1e-4)
-    assert idx[0, 0] == 7 and dist[0, 0] < 1e-3 and idx[1, 0] == 3
+        torch.testing.assert_close(dist[i], v[:2], atol=1e-12, rtol=1e-12)
+    assert idx[0, 0] == 7 and dist[0, 0] == 0.0 and idx[1, 0] == 3 and dist[1, 0] == 0.0  # exact duplicates
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_nearest_neighbours_of_duplicates_are_exactly_zero_on_any_path(threads):
+    # large enough for torch.cdist's matrix-product path, in float32 inputs, 1 or 2 threads
+    g = torch.Generator().manual_seed(1)
+    data = torch.rand(300, 1, 28, 28, generator=g)
+    x = torch.cat([data[torch.arange(0, 300, 7)], torch.rand(20, 1, 28, 28, generator=g)])
+    with config.threads(threads):
+        dist, idx = metrics.nearest_neighbours(x, data, k=3, chunk=16)
+        again = metrics.nearest_neighbours(x, data, k=3, chunk=1000)
+    n_dup = len(range(0, 300, 7))
+    assert (dist[:n_dup, 0] == 0.0).all() and idx[:n_dup, 0].tolist() == list(range(0, 300, 7))
+    assert (dist[n_dup:, 0] > 0).all() and (dist[:, 1:] >= dist[:, :-1]).all()
+    assert torch.equal(dist, again[0]) and torch.equal(idx, again[1])  # the chunk size changes nothing
+    assert torch.equal(metrics.nearest_distances(x, data), dist[:, 0])
 
 
 # ---------------------------------------------------------------------------------------- latent space
@@ -236,24 +254,32 @@ def test_gan_steps_learn_a_1d_gaussian():
 # ---------------------------------------------------------------------------------------- the recipe of chapter 07
 
 
-def test_one_cpu_thread_restores_the_setting():
-    before = torch.get_num_threads()
-    with gan.one_cpu_thread():
-        assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == before
+def test_build_dcgan_leaves_the_callers_random_state_alone_and_is_seeded():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    a = dcgan.build_dcgan(dcgan.dcgan_settings())
+    assert torch.equal(torch.rand(3), expected)  # building drew nothing from the global generator
+    b = dcgan.build_dcgan(dcgan.dcgan_settings())
+    c = dcgan.build_dcgan(dcgan.dcgan_settings(seed=1))
+    assert all(torch.equal(p, q) for p, q in zip(a["G"].parameters(), b["G"].parameters()))
+    assert not torch.equal(next(a["G"].parameters()), next(c["G"].parameters()))
+    torch.manual_seed(0)  # the weights are those of the global generator seeded with settings["seed"], as before
+    G0 = gan.dcgan_init_(gan.DCGANGenerator(64, 16))
+    assert all(torch.equal(p, q) for p, q in zip(G0.parameters(), a["G"].parameters()))
 
 
 def test_dcgan_settings_and_unknown_keys():
-    s = gan.dcgan_settings(steps=7)
+    s = dcgan.dcgan_settings(steps=7)
     assert s["steps"] == 7 and s["ngf"] == 16 and s["betas"] == [0.5, 0.999]
     with pytest.raises(ValueError, match="unknown DCGAN settings"):
-        gan.dcgan_settings(learning_rate=1.0)
+        dcgan.dcgan_settings(learning_rate=1.0)
 
 
 def test_dcgan_recipe_trains_records_and_reloads(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("GENCOURSE_DATA", str(tmp_path))
     monkeypatch.setenv("GENCOURSE_RETRAIN", "0")
-    modules, history = gan.dcgan_mnist("dcgan_test", progress=False, steps=5, snapshots=3)
+    modules, history = dcgan.dcgan_mnist("dcgan_test", progress=False, steps=5, snapshots=3)
     record = modules["record"]
     assert record.steps.tolist() == [0, 2, 5] and len(history) == 5
     assert set(history.losses) == {"loss_D", "D_real", "D_fake", "loss_G"}
@@ -261,8 +287,10 @@ def test_dcgan_recipe_trains_records_and_reloads(tmp_path, monkeypatch, capsys):
     assert not modules["G_ema"].training
     # the EMA generator is not the raw one after training
     assert any(not torch.equal(a, b) for a, b in zip(modules["G"].parameters(), modules["G_ema"].parameters()))
-    again, _ = gan.dcgan_mnist("dcgan_test", progress=False, steps=5, snapshots=3)
-    assert "loaded from" in capsys.readouterr().out
+    again, history2 = dcgan.dcgan_mnist("dcgan_test", progress=False, steps=5, snapshots=3)
+    assert history.run["trained"] and not history2.run["trained"]
+    out = capsys.readouterr().out
+    assert "loaded from the cache" in out and history.run["threads"] == 1 and again["record"] is not None
     for key in ("G", "D", "G_ema", "record"):
         for a, b in zip(modules[key].state_dict().values(), again[key].state_dict().values()):
             assert torch.equal(a, b)

@@ -11,8 +11,8 @@ import scipy.linalg
 import scipy.ndimage
 import torch
 
+from gencourse import config, transport
 from gencourse import metrics as M
-from gencourse import transport
 
 
 def _spd(d, seed, rank=None):
@@ -333,17 +333,17 @@ TINY = {**M.FEATURE_NET_SETTINGS, "epochs": 1, "batch_size": 256}
 
 def test_feature_net_trains_deterministically_caches_and_never_loads_a_stale_file(tmp_path, monkeypatch):
     monkeypatch.setenv("GENCOURSE_DATA", str(tmp_path))
-    monkeypatch.setattr(M, "_NETS", {})
+    monkeypatch.setattr(M.features, "_NETS", {})
     a = M.feature_net(settings=TINY, verbose=False)
     assert M.feature_net_path(TINY).exists() and a.info["steps"] == 15 and 0 <= a.info["accuracy"] <= 1
     b = M.train_feature_net(TINY, verbose=False)
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
-    M._NETS.clear()
+    M.features._NETS.clear()
 
     def fail(*args, **kwargs):
         raise AssertionError("trained again although the cache file exists")
 
-    monkeypatch.setattr(M, "train_feature_net", fail)
+    monkeypatch.setattr(M.features, "_fit_feature_net", fail)
     c = M.feature_net(settings=TINY, verbose=False)  # loaded from the file
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), c.state_dict().values()))
     changed = {**TINY, "lr": 1e-3}
@@ -370,17 +370,22 @@ def test_evaluate_checks_its_arguments_before_any_work():
     assert M.n_samples("smoke") == 200 and M.n_samples("cpu") == 2000 and M.n_samples("gpu") == 10_000
 
 
-def test_single_thread_restores_the_thread_count_even_on_error():
-    before = torch.get_num_threads()
+def test_metrics_run_on_one_thread_and_restore_the_thread_count_even_on_error():
     seen = []
+    coverage = M.neighbours.manifold_coverage
 
-    @M.single_thread
-    def f(fail):
+    def spy(*args, **kwargs):
         seen.append(torch.get_num_threads())
-        if fail:
+        if kwargs.pop("fail", False):
             raise RuntimeError("boom")
+        return coverage(*args, **kwargs)
 
-    f(False)
-    with pytest.raises(RuntimeError):
-        f(True)
-    assert seen == [1, 1] and torch.get_num_threads() == before
+    wrapped = config.threads(1)(spy)
+    f = torch.randn(20, 4, generator=torch.Generator().manual_seed(0))
+    with config.threads(3):  # a count other than 1, whatever OMP_NUM_THREADS says
+        wrapped(f, f, M.knn_radii(f, 2))
+        with pytest.raises(RuntimeError):
+            wrapped(f, f, M.knn_radii(f, 2), fail=True)
+        assert torch.get_num_threads() == 3
+    assert seen == [1, 1]
+

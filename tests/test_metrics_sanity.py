@@ -8,7 +8,7 @@ import torch
 
 import gencourse as gc
 from gencourse import metrics as M
-from gencourse import scoreboard
+from gencourse import scoreboard, train
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,8 @@ def sets():
 def test_the_feature_network_classifies_held_out_digits(sets):
     net = sets[0]
     assert net.info["accuracy"] > 0.95
-    assert net.info["key"] == M._settings_key(M.FEATURE_NET_SETTINGS)
+    assert net.info["key"] == train._fingerprint(M.FEATURE_NET_SETTINGS)
+    assert M.feature_net_path().name == f"mnist_features-{net.info['key']}.pt"  # the file name of earlier versions
 
 
 def test_real_vs_real_is_small_and_noise_is_huge(sets):
@@ -71,9 +72,17 @@ def test_evaluate_on_memorised_copies_and_on_pm1_input(sets):
 def test_a_random_feature_network_gives_different_numbers(sets):
     net, x_train, _, x_test = sets
     rand = M.random_feature_net(0)
+    assert all(torch.equal(p, q) for p, q in zip(rand.parameters(), M.random_feature_net(0).parameters()))
+    assert not torch.equal(next(rand.parameters()), next(M.random_feature_net(1).parameters()))
     f1, _ = M.embed(x_train[:300], value_range="01", net=rand)
     f2, _ = M.reference_embedding(net=rand)
-    assert math.isfinite(M.frechet_distance(f1, f2)) and f1.shape[1] == 128
+    fid_random = M.frechet_distance(f1, f2)
+    t1, _ = M.embed(x_train[:300], value_range="01")
+    t2, _ = M.reference_embedding()
+    fid_trained = M.frechet_distance(t1, t2)
+    assert f1.shape == t1.shape == (300, 128) and not torch.allclose(f1, t1)
+    assert math.isfinite(fid_random) and fid_random > 0
+    assert abs(fid_random - fid_trained) > 0.1 * fid_trained, (fid_random, fid_trained)
 
 
 def test_scoreboard_runs_and_formats_baselines(capsys):

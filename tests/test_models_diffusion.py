@@ -1,12 +1,11 @@
-"""gencourse.models.diffusion: chapter 12's recipe trains, caches, reloads and samples what it says."""
+"""gencourse.recipes.diffusion: chapter 12's recipe trains, caches, reloads and samples what it says."""
 
 import pytest
 import torch
 
 from gencourse import diffusion as D
 from gencourse import scoreboard, train
-from gencourse.models import diffusion as dm
-
+from gencourse.recipes import diffusion as dm
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -74,4 +73,4 @@ def test_ddpm_mnist_caches_and_sample_mnist(tmp_path, monkeypatch):
 
 def test_scoreboard_entry_is_registered():
     names = {e.name: e for e in scoreboard.entries()}
-    assert "DDPM + CFG" in names and names["DDPM + CFG"].chapter == "11" and names["DDPM + CFG"].value_range == "pm1"
+    assert "DDPM + CFG" in names and names["DDPM + CFG"].chapter == "12" and names["DDPM + CFG"].value_range == "pm1"

@@ -10,7 +10,7 @@ from gencourse.nn import MLP, ConvDecoder, ConvEncoder
 def test_mlp_layers_and_parameter_count():
     mlp = MLP([784, 400, 20])
     linears = [m for m in mlp if isinstance(m, nn.Linear)]
-    assert [(l.in_features, l.out_features) for l in linears] == [(784, 400), (400, 20)]
+    assert [(lin.in_features, lin.out_features) for lin in linears] == [(784, 400), (400, 20)]
     assert sum(p.numel() for p in mlp.parameters()) == 784 * 400 + 400 + 400 * 20 + 20
     assert isinstance(mlp[1], nn.ReLU) and len(mlp) == 3  # no activation after the last layer
 

@@ -7,7 +7,6 @@ import torch
 
 from gencourse.nn import DiffusionUNet, SinusoidalEmbedding, TimeMLP, TimeResBlock, timestep_embedding
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -2,10 +2,10 @@
 
 import json
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 
 from gencourse import book
@@ -63,7 +63,8 @@ def test_chapter_starts_with_colab_cell_and_header(name):
     colab = nb["cells"][1]
     src = "".join(colab["source"])
     assert colab["metadata"].get("tags") == ["remove-cell"] and '"google.colab" in sys.modules' in src
-    assert not re.search(r"\b(torch|torchvision|ipywidgets|matplotlib)\b(?!\))", src.split("install", 1)[1].replace("torch, torchvision, ipywidgets, matplotlib", ""))
+    after = src.split("install", 1)[1].replace("torch, torchvision, ipywidgets, matplotlib", "")
+    assert not re.search(r"\b(torch|torchvision|ipywidgets|matplotlib)\b(?!\))", after)
     code = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
     assert f'gc.book.header("{book.chapter_name(name)}"' in code
 

@@ -43,7 +43,7 @@ def test_ks_statistic_matches_scipy(seed):
 def test_ks_statistic_uses_both_sides_of_each_jump():
     # One sample at the median: the empirical CDF jumps from 0 to 1 there, so D = 1/2 from either side;
     # samples all below the support of F give D from the "i/n - F" side only.
-    cdf = lambda t: t.clamp(0, 1)  # uniform on [0, 1]
+    cdf = lambda t: t.clamp(0, 1)  # noqa: E731  uniform on [0, 1]
     assert sampling.ks_statistic(torch.tensor([0.5]), cdf) == pytest.approx(0.5)
     assert sampling.ks_statistic(torch.tensor([0.9, 0.95]), cdf) == pytest.approx(0.9)
     assert sampling.ks_statistic(torch.tensor([0.05, 0.1]), cdf) == pytest.approx(0.9)
@@ -66,7 +66,7 @@ def test_pushforward_gaussian_matches_samples():
 def test_chi2_is_the_pushforward_of_a_square():
     g = torch.Generator().manual_seed(2)
     x = torch.randn(20_000, generator=g, dtype=torch.float64) ** 2
-    chi2 = lambda t: torch.from_numpy(scipy.stats.chi2(1).cdf(t.numpy()))
+    chi2 = lambda t: torch.from_numpy(scipy.stats.chi2(1).cdf(t.numpy()))  # noqa: E731
     assert sampling.ks_statistic(x, chi2) < 1.358 / math.sqrt(len(x))
 
 

@@ -13,20 +13,36 @@ def test_register_replace_and_unknown_names():
     @scoreboard.register("test entry", chapter="99", value_range="pm1")
     def _a(n, generator):
         calls.append("a")
-        return torch.zeros(n, 1, 28, 28), 1.0
+        return scoreboard.Samples(torch.zeros(n, 1, 28, 28), 1.0)
 
-    @scoreboard.register("test entry", chapter="99", value_range="pm1")
-    def _b(n, generator):
-        calls.append("b")
-        return torch.zeros(n, 1, 28, 28), 1.0
+    try:
+        @scoreboard.register("test entry", chapter="98", value_range="01")
+        def _b(n, generator):
+            calls.append("b")
+            return scoreboard.Samples(torch.zeros(n, 1, 28, 28), 2.0)
 
-    names = [e.name for e in scoreboard.entries()]
-    assert names.count("test entry") == 1 and names[:4] == ["uniform noise", "Gaussian (MLE)", "Gaussian per class", "memorised training images"]
-    with pytest.raises(ValueError, match="unknown scoreboard entries"):
-        scoreboard.run(["no such model"])
-    with pytest.raises(ValueError, match="value_range"):
-        scoreboard.register("x", chapter="1", value_range="0-1")
-    scoreboard._ENTRIES.pop("test entry")
+        entries = {e.name: e for e in scoreboard.entries()}
+        names = [e.name for e in scoreboard.entries()]
+        assert names.count("test entry") == 1
+        assert names[:4] == ["uniform noise", "Gaussian (MLE)", "Gaussian per class", "memorised training images"]
+        entry = entries["test entry"]
+        assert entry.chapter == "98" and entry.value_range == "01"  # the second registration replaced the first
+        out = entry.factory(3, torch.Generator())
+        assert calls == ["b"] and out.train_seconds == 2.0 and out.x.shape == (3, 1, 28, 28)
+        with pytest.raises(ValueError, match="unknown scoreboard entries"):
+            scoreboard.run(["no such model"])
+        with pytest.raises(ValueError, match="value_range"):
+            scoreboard.register("x", chapter="1", value_range="0-1")
+    finally:
+        scoreboard._ENTRIES.pop("test entry", None)
+    assert "test entry" not in [e.name for e in scoreboard.entries()]
+
+
+def test_the_chapters_models_are_registered_from_their_recipes():
+    entries = {e.name: e for e in scoreboard.entries()}
+    assert {name: entries[name].chapter for name in ("VAE", "CVAE", "DCGAN", "DDPM + CFG")} == {
+        "VAE": "04", "CVAE": "04", "DCGAN": "07", "DDPM + CFG": "12"}
+
 
 
 def test_format_table_shows_missing_values_as_dashes():

@@ -43,7 +43,9 @@ def test_fit_trains_a_model():
 
     def step(_):
         loss = ((model(x) - y) ** 2).mean()
-        opt.zero_grad(); loss.backward(); opt.step()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
         return loss.item()
 
     history = train.fit(step, steps=300, progress=False)

@@ -122,7 +122,7 @@ def _ddpm_step(ddpm_step):
     for t in (7, 50):
         got = ddpm_step(x_t, t, eps_hat, beta, ab, z)
         expect_shape(got, tuple(x_t.shape), what=f"ddpm_step at t = {t}")
-        expected = diffusion.ddpm_step(x_t, t, eps_hat, beta, ab, z)
+        expected = diffusion.ddpm_sample_step(x_t, t, eps_hat, beta, ab, z)
         mean = (x_t - beta[t] / (1 - ab[t]).sqrt() * eps_hat) / alpha[t].sqrt()
         _diagnose(got, {
             "the noise is sigma_t z with sigma_t = sqrt(beta_t), not beta_t": mean + beta[t] * z,
@@ -194,3 +194,34 @@ def _guided_eps(guided_eps):
         }, f"guided_eps with w = {w}", (1 + w) * c - w * u)
         expect_close(got, (1 + w) * c - w * u, what=f"guided_eps with w = {w}", rtol=1e-6, atol=1e-7,
                      hint="eps_tilde = (1 + w) * eps_cond - w * eps_uncond")
+
+
+@register("diffusion.optimal_eps")
+def _optimal_eps(optimal_eps):
+    import torch
+
+    sched = _schedule()
+    ab = sched.alpha_bar
+    g = torch.Generator().manual_seed(5)
+    x_t = 2 * torch.randn(3, 1, 2, 2, generator=g)
+    got = optimal_eps(x_t, 50, 0.0, 1.0, ab)
+    expect(isinstance(got, torch.Tensor), f"optimal_eps must return a tensor, got {type(got).__name__}")
+    expect_shape(got, tuple(x_t.shape), what="optimal_eps(x_t, t, m, s, alpha_bar)")
+    expect_close(got, (1 - ab[50]).sqrt() * x_t, what="optimal_eps at m = 0, s = 1", rtol=1e-4, atol=1e-6,
+                 hint="for data N(0, 1), x_t ~ N(0, 1) at every t and E[eps | x_t] = sqrt(1 - alpha_bar_t) x_t")
+    for t, m, s in ((10, 0.7, 0.3), (40, -1.0, 2.0)):
+        a = ab[t]
+        got = optimal_eps(x_t, t, m, s, ab)
+        want = (1 - a).sqrt() * (x_t - a.sqrt() * m) / (a * s**2 + 1 - a)
+        _diagnose(got, {
+            "the mean of x_t is sqrt(alpha_bar_t) m: subtract it from x_t": (1 - a).sqrt() * x_t / (a * s**2 + 1 - a),
+            "Var x_t = alpha_bar_t s^2 + (1 - alpha_bar_t): the noise's share of the variance is missing":
+                (1 - a).sqrt() * (x_t - a.sqrt() * m) / (a * s**2),
+            "Cov(eps, x_t) = sqrt(1 - alpha_bar_t), not 1 - alpha_bar_t": (1 - a) * (x_t - a.sqrt() * m) / (a * s**2 + 1 - a),
+            "divide by the variance of x_t, not by its standard deviation":
+                (1 - a).sqrt() * (x_t - a.sqrt() * m) / (a * s**2 + 1 - a).sqrt(),
+            "s is the standard deviation: the variance of x0 is s^2": (1 - a).sqrt() * (x_t - a.sqrt() * m) / (a * s + 1 - a),
+            "this is E[x0 | x_t], not E[eps | x_t]": m + a.sqrt() * s**2 * (x_t - a.sqrt() * m) / (a * s**2 + 1 - a),
+        }, f"optimal_eps at t = {t}, m = {m}, s = {s}", want)
+        expect_close(got, want, what=f"optimal_eps at t = {t}, m = {m}, s = {s}", rtol=1e-4, atol=1e-6,
+                     hint="E[eps | x_t] = Cov(eps, x_t) / Var(x_t) * (x_t - E x_t)")

@@ -1,4 +1,5 @@
-"""Models of the course, one module per family (``autoencoder``, ``gan``, ...).
+"""Networks of the course and their methods, one module per family (``autoencoder``, ``gan``, ...);
+the training recipes of the chapters are in :mod:`gencourse.recipes`.
 
 Submodules are imported on first use, so ``import gencourse`` stays cheap::
 
@@ -7,11 +8,17 @@ Submodules are imported on first use, so ``import gencourse`` stays cheap::
 """
 
 import importlib
+import pkgutil
 
-_SUBMODULES = ("autoencoder", "gan", "conditional", "translation", "autoregressive", "style", "diffusion")
+# the modules of this folder, found on disk: nothing to keep in sync by hand
+_SUBMODULES = tuple(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
 
 
 def __getattr__(name):
     if name in _SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'gencourse.models' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_SUBMODULES])

@@ -10,9 +10,6 @@ r"""Autoencoders and variational autoencoders (chapters 03–04).
   (Sohn, Lee & Yan, 2015).
 * :func:`reparameterize`, :func:`decoder_input`, :func:`iwae_log_likelihood`, :func:`evaluate`,
   :func:`active_units`, :func:`interpolate`, :func:`gaussian_grid`.
-* :func:`vae_mnist` — the training recipe of chapter 04, cached with :func:`gencourse.train.load_or_train`
-  under the names ``"vae"``, ``"vae2d"``, ``"cvae"`` (and ``"vae_beta<β>"`` for the β sweep), so that
-  chapter 14's scoreboard reloads the same checkpoints (entries ``"VAE"`` and ``"CVAE"``).
 * :class:`LinearGaussian` — the linear-Gaussian latent model (probabilistic PCA, Tipping & Bishop,
   1999), where :math:`\log p(x)`, the posterior and the ELBO are all exact, so that
   :math:`\mathrm{ELBO} \le \log p(x)` can be checked with numbers (chapter 04).
@@ -26,13 +23,14 @@ per image, in nats. The VAE's β is not the diffusion β (chapter 12).
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import config, data, losses, train
+from .. import checks, losses
 from ..nn import ConvDecoder, ConvEncoder
 
 __all__ = [
@@ -50,19 +48,7 @@ __all__ = [
     "interpolate",
     "gaussian_grid",
     "LinearGaussian",
-    "VAE_STEPS",
-    "vae_settings",
-    "build_vae",
-    "train_vae",
-    "vae_mnist",
 ]
-
-
-def _check_images(x, name: str = "x", channels: int = 1, size: int = 28) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor) or x.ndim != 4 or tuple(x.shape[1:]) != (channels, size, size):
-        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"{name} must be images of shape (B, {channels}, {size}, {size}), got {got}")
-    return x
 
 
 # ----------------------------------------------------------------------------------------------
@@ -163,7 +149,7 @@ class Autoencoder(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Codes ``z`` of shape ``(B, latent_dim)`` of images ``x`` ``(B, 1, 28, 28)``."""
-        return self.encoder(_check_images(x))
+        return self.encoder(checks.image_batch(x, (1, 28, 28)))
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         """Decoder logits ``(B, 1, 28, 28)`` of codes ``z`` ``(B, latent_dim)``."""
@@ -178,7 +164,8 @@ class Autoencoder(nn.Module):
         return self.decode_logits(self.encode(x))
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
-        r"""Reconstruction loss :math:`\frac1B \sum_b \sum_i \mathrm{BCE}(\hat x_{b,i}, x_{b,i})`, per image summed over pixels, averaged over the batch."""
+        r"""Reconstruction loss :math:`\frac1B \sum_b \sum_i \mathrm{BCE}(\hat x_{b,i}, x_{b,i})`, per image
+        summed over pixels, averaged over the batch."""
         return -losses.bernoulli_log_likelihood(x, self(x)).mean()
 
 
@@ -247,7 +234,7 @@ class VAE(nn.Module):
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         r"""The parameters :math:`(\mu, \log\sigma^2)` of :math:`q_\phi(z \mid x[, y])`, each ``(B, latent_dim)``."""
-        x = _check_images(x)
+        x = checks.image_batch(x, (1, 28, 28))
         y = self._labels(y, x.shape[0])
         c = None if y is None else one_hot(y, self.n_classes).to(x.device)
         mu, logvar = self.encoder(x, c).chunk(2, dim=1)  # (B, d), (B, d)
@@ -358,7 +345,7 @@ def iwae_log_likelihood(model: VAE, x: torch.Tensor, K: int = 100, y=None, gener
     :math:`\mathcal L_K \le \log p_\theta(x)` in expectation and tends to it as :math:`K \to \infty`;
     ``-iwae_log_likelihood(...).mean()`` is the held-out NLL the chapter reports.
     """
-    x = _check_images(x)
+    x = checks.image_batch(x, (1, 28, 28))
     device = _device(model)
     parts = []
     for i in range(0, x.shape[0], batch_size):
@@ -378,7 +365,7 @@ def evaluate(model: VAE, x: torch.Tensor, y=None, K: int = 100, generator=None, 
     :math:`\ge 0` for every image by Jensen's inequality, since log-mean-exp :math:`\ge` mean) and ``K``.
     The model is put in ``eval()`` mode and restored to its previous mode afterwards.
     """
-    x = _check_images(x)
+    x = checks.image_batch(x, (1, 28, 28))
     was_training = model.training
     model.eval()
     try:
@@ -522,137 +509,3 @@ class LinearGaussian:
         trace = (logvar.exp() * (self.W**2).sum(0)).sum(1)  # tr(W diag(s^2) W^T)
         expected_log_lik = -0.5 * self.D * math.log(2 * math.pi * self.sigma2) - ((resid**2).sum(1) + trace) / (2 * self.sigma2)
         return expected_log_lik - losses.kl_gaussians(m, logvar)
-
-
-# ----------------------------------------------------------------------------------------------
-# The training recipe of chapter 04 (shared with the scoreboard of chapter 14)
-# ----------------------------------------------------------------------------------------------
-
-#: Training steps of the chapter's VAEs per profile (batches of ``batch_size`` images).
-VAE_STEPS = {"smoke": 10, "cpu": 2_500, "gpu": 20_000}
-
-_PRESETS = {
-    "vae": {},
-    "vae2d": {"latent_dim": 2},
-    "cvae": {"n_classes": 10},
-}
-
-
-def vae_settings(name: str = "vae", **overrides) -> dict:
-    """The settings of one of chapter 04's VAEs: a JSON-serialisable dict, hashed into the
-    checkpoint's file name by :func:`gencourse.train.load_or_train`.
-
-    ==============  ================================================================  ===========
-    key             meaning                                                           default
-    ==============  ================================================================  ===========
-    ``latent_dim``  :math:`d`, size of :math:`z`                                      16 (2 for ``"vae2d"``)
-    ``n_classes``   0: unconditional; 10: conditional VAE                             0 (10 for ``"cvae"``)
-    ``enc_widths``  channels of the encoder's two stride-2 convolutions               [16, 32]
-    ``dec_widths``  channels entering the decoder's two transposed convolutions       [32, 16]
-    ``hidden``      width of the fully connected layer on each side                   256
-    ``beta``        weight of the KL term (β-VAE; not the diffusion β)                1.0
-    ``steps``       Adam steps, :data:`VAE_STEPS` for the active profile              2,500 (cpu)
-    ``batch_size``  images per step                                                   128
-    ``lr``          Adam's learning rate, cosine-decayed to 0 over ``steps``          2e-3
-    ``seed``        seeds the initial weights and the order of the batches            0
-    ``data``        ``gencourse.data.mnist("train")`` under the active profile        (fixed)
-    ==============  ================================================================  ===========
-
-    ``name`` picks a preset (``"vae"``, ``"vae2d"``, ``"cvae"``, or any other name for the plain
-    defaults, e.g. ``"vae_beta4"`` with ``beta=4.0``); ``overrides`` replace single keys.
-    """
-    settings = {
-        "latent_dim": 16, "n_classes": 0, "enc_widths": [16, 32], "dec_widths": [32, 16], "hidden": 256,
-        "beta": 1.0, "steps": config.budget(**VAE_STEPS), "batch_size": 128, "lr": 2e-3, "seed": 0,
-        "data": "mnist-train-01",
-    }
-    settings.update(_PRESETS.get(name, {}))
-    unknown = set(overrides) - set(settings)
-    if unknown:
-        raise ValueError(f"unknown VAE settings {sorted(unknown)}; known: {sorted(settings)}")
-    settings.update(overrides)
-    for key in ("enc_widths", "dec_widths"):
-        settings[key] = list(settings[key])
-    return settings
-
-
-def build_vae(settings: dict) -> VAE:
-    """The (untrained) model that ``settings`` describe, its weights initialised from ``settings["seed"]``."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(settings["seed"])
-        model = VAE(
-            latent_dim=settings["latent_dim"], n_classes=settings["n_classes"], enc_widths=tuple(settings["enc_widths"]),
-            dec_widths=tuple(settings["dec_widths"]), hidden=settings["hidden"],
-        )
-    return model.to(config.device())
-
-
-def _shuffled_batches(n: int, batch_size: int, generator: torch.Generator):
-    """Indices of mini-batches, a new random order every epoch (the last partial batch dropped)."""
-    while True:
-        perm = torch.randperm(n, generator=generator)
-        for i in range(0, n - batch_size + 1, batch_size):
-            yield perm[i : i + batch_size]
-
-
-def train_vae(model: VAE, settings: dict, progress: bool = True) -> train.History:
-    r"""Train ``model`` in place on the MNIST training images of the active profile: ``settings["steps"]``
-    steps of :func:`gencourse.train.vae_step` (Adam, learning rate cosine-decayed to 0), minimising
-    :math:`\frac1B\sum_b[-\log p_\theta(x_b\mid z_b) + \beta\,\mathrm{KL}_b]`. Returns the :class:`~gencourse.train.History`
-    (``loss``, ``rec``, ``kl``, ``elbo`` per step, nats per image)."""
-    x, y = data.mnist("train").tensors
-    device = next(model.parameters()).device
-    x, y = x.to(device), y.to(device)
-    steps, conditional = settings["steps"], settings["n_classes"] > 0
-    generator = torch.Generator().manual_seed(settings["seed"])
-    opt = torch.optim.Adam(model.parameters(), lr=settings["lr"])
-    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: train.lr_cosine(s, steps))
-    batches = _shuffled_batches(len(x), settings["batch_size"], generator)
-
-    def step(_):
-        idx = next(batches).to(device)
-        out = train.vae_step(model, opt, x[idx], y[idx] if conditional else None, beta=settings["beta"], generator=generator)
-        schedule.step()
-        return out
-
-    model.train()
-    history = train.fit(step, steps=steps, desc=f"VAE (d={settings['latent_dim']}, beta={settings['beta']:g})", progress=progress)
-    model.eval()
-    return history
-
-
-def vae_mnist(name: str = "vae", *, retrain: bool | None = None, progress: bool = True, **overrides) -> tuple[VAE, train.History]:
-    """One of chapter 04's trained VAEs: loaded from the cache if it was trained before with the
-    same settings under the same profile, else trained (:func:`train_vae`) and cached.
-
-    ``name`` is the checkpoint's name and picks the preset of :func:`vae_settings` (``"vae"``,
-    ``"vae2d"``, ``"cvae"``); ``overrides`` change single settings. Returns ``(model, history)``,
-    the model in ``eval()`` mode on :func:`gencourse.config.device`.
-    """
-    settings = vae_settings(name, **overrides)
-    model = build_vae(settings)
-    history = train.load_or_train(name, model, lambda: train_vae(model, settings, progress), settings=settings, retrain=retrain)
-    return model.eval(), history
-
-
-# ----------------------------------------------------------------------------------------------
-# Scoreboard entries (chapter 14): the chapter's checkpoints, sampled from the prior
-# ----------------------------------------------------------------------------------------------
-
-from .. import scoreboard  # noqa: E402  (after the recipe it uses)
-
-
-@scoreboard.register("VAE", chapter="04", value_range="01", description="convolutional VAE, d = 16, Bernoulli decoder means")
-def _vae_entry(n: int, generator: torch.Generator) -> "scoreboard.Samples":
-    model, history = vae_mnist("vae", progress=False)
-    x = torch.cat([model.sample(min(1000, n - i), generator=generator).cpu() for i in range(0, n, 1000)])
-    return scoreboard.Samples(x, history.seconds)
-
-
-@scoreboard.register("CVAE", chapter="04", value_range="01", description="conditional VAE, d = 16, 10 classes")
-def _cvae_entry(n: int, generator: torch.Generator) -> "scoreboard.Samples":
-    model, history = vae_mnist("cvae", progress=False)
-    labels = torch.arange(n) % 10
-    device = next(model.parameters()).device
-    x = torch.cat([model.sample(len(yb), yb.to(device), generator=generator).cpu() for yb in labels.split(1000)])
-    return scoreboard.Samples(x, history.seconds, labels)

@@ -13,14 +13,11 @@ A GAN is a generator :math:`G: z \mapsto x`, :math:`z \sim \mathcal N(0, I)`, an
   (4 → 8 → 16 → 32 → 64, ``ngf = ndf = 64``), the reference of ``benchmarks/dcgan_vs_classic.py``.
 * :func:`dcgan_init_` — the paper's initialisation :math:`\mathcal N(0, 0.02^2)`.
 * :func:`sample_z`, :func:`generate` — latent codes and samples.
-* :func:`mode_coverage` — modes captured and the fraction of high-quality samples on a Gaussian
-  mixture (Srivastava et al., 2017, VEEGAN, section 5.1), chapter 06's measure of mode collapse.
-* :func:`nearest_neighbours` — the memorisation check: the closest training images to samples.
 * :func:`slerp`, :func:`attribute_direction`, :func:`ink`, :func:`slant` — walking the latent
   space and latent vector arithmetic (chapter 07).
-* :func:`dcgan_settings`, :func:`build_dcgan`, :func:`train_dcgan`, :func:`dcgan_mnist` — chapter 07's
-  training recipe, cached with :func:`gencourse.train.load_or_train` under the name ``"dcgan"``;
-  chapter 14's scoreboard reloads the same checkpoint (entry ``"DCGAN"``).
+
+Chapter 07's training recipe is :mod:`gencourse.recipes.dcgan`; mode coverage and nearest
+neighbours (chapter 06's measures of mode collapse and memorisation) are in :mod:`gencourse.metrics`.
 
 Images are in :math:`[-1, 1]` (``value_range="pm1"`` of :func:`gencourse.data.mnist`): the
 generators end with :math:`\tanh`.
@@ -28,15 +25,13 @@ generators end with :math:`\tanh`.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from .. import config, data, train
+from .. import checks, data
 from ..nn import MLP, down_block, up_block
 
 __all__ = [
@@ -49,25 +44,11 @@ __all__ = [
     "dcgan_init_",
     "sample_z",
     "generate",
-    "mode_coverage",
-    "nearest_neighbours",
     "slerp",
     "ink",
     "slant",
     "attribute_direction",
-    "one_cpu_thread",
-    "TrainingRecord",
-    "dcgan_settings",
-    "build_dcgan",
-    "train_dcgan",
-    "dcgan_mnist",
 ]
-
-
-def _check_int(name: str, value, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return value
 
 
 def _check_z(z, latent_dim: int) -> torch.Tensor:
@@ -75,13 +56,6 @@ def _check_z(z, latent_dim: int) -> torch.Tensor:
         got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
         raise ValueError(f"z must have shape (B, latent_dim) = (B, {latent_dim}), got {got}")
     return z
-
-
-def _check_images(x, shape: tuple, name: str = "x") -> torch.Tensor:
-    if not isinstance(x, torch.Tensor) or x.ndim != 1 + len(shape) or tuple(x.shape[1:]) != tuple(shape):
-        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"{name} must have shape (B, {', '.join(map(str, shape))}), got {got}")
-    return x
 
 
 # ----------------------------------------------------------------------------------------------
@@ -110,8 +84,8 @@ class MLPGenerator(nn.Module):
 
     def __init__(self, latent_dim: int = 64, out_shape: Sequence[int] = (1, 28, 28), hidden: Sequence[int] = (256, 512), tanh: bool = True):
         super().__init__()
-        self.latent_dim = _check_int("latent_dim", latent_dim)
-        self.out_shape = tuple(_check_int("out_shape", s) for s in out_shape)
+        self.latent_dim = checks.positive_int(latent_dim, "latent_dim")
+        self.out_shape = tuple(checks.positive_int(s, "out_shape") for s in out_shape)
         if not self.out_shape:
             raise ValueError("out_shape must have at least one dimension, got ()")
         self.net = MLP([latent_dim, *hidden, math.prod(self.out_shape)], activation=nn.ReLU,
@@ -134,7 +108,7 @@ class MLPDiscriminator(nn.Module):
 
     def __init__(self, in_shape: Sequence[int] = (1, 28, 28), hidden: Sequence[int] = (512, 256), slope: float = 0.2):
         super().__init__()
-        self.in_shape = tuple(_check_int("in_shape", s) for s in in_shape)
+        self.in_shape = tuple(checks.positive_int(s, "in_shape") for s in in_shape)
         if not self.in_shape:
             raise ValueError("in_shape must have at least one dimension, got ()")
         layers: list[nn.Module] = []
@@ -145,7 +119,7 @@ class MLPDiscriminator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = _check_images(x, self.in_shape)
+        x = checks.image_batch(x, self.in_shape)
         return self.net(x.flatten(1)).squeeze(1)  # (B,) logits
 
 
@@ -186,9 +160,9 @@ class DCGANGenerator(nn.Module):
 
     def __init__(self, latent_dim: int = 64, ngf: int = 16, channels: int = 1):
         super().__init__()
-        self.latent_dim = _check_int("latent_dim", latent_dim)
-        _check_int("ngf", ngf)
-        self.channels = _check_int("channels", channels)
+        self.latent_dim = checks.positive_int(latent_dim, "latent_dim")
+        checks.positive_int(ngf, "ngf")
+        self.channels = checks.positive_int(channels, "channels")
         self.net = nn.Sequential(
             up_block(latent_dim, 4 * ngf, kernel_size=7, stride=1, padding=0),  # (B, 4ngf, 7, 7)
             up_block(4 * ngf, 2 * ngf),  # (B, 2ngf, 14, 14)
@@ -222,8 +196,8 @@ class DCGANDiscriminator(nn.Module):
 
     def __init__(self, ndf: int = 16, channels: int = 1, slope: float = 0.2):
         super().__init__()
-        _check_int("ndf", ndf)
-        self.channels = _check_int("channels", channels)
+        checks.positive_int(ndf, "ndf")
+        self.channels = checks.positive_int(channels, "channels")
         self.net = nn.Sequential(
             down_block(channels, ndf, batch_norm=False, slope=slope),  # (B, ndf, 14, 14)
             down_block(ndf, 2 * ndf, slope=slope),  # (B, 2ndf, 7, 7)
@@ -231,7 +205,7 @@ class DCGANDiscriminator(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = _check_images(x, (self.channels, 28, 28))
+        x = checks.image_batch(x, (self.channels, 28, 28))
         return self.net(x).flatten()  # (B,) logits
 
 
@@ -252,9 +226,9 @@ class ClassicDCGANGenerator(nn.Module):
 
     def __init__(self, latent_dim: int = 100, ngf: int = 64, channels: int = 1):
         super().__init__()
-        self.latent_dim = _check_int("latent_dim", latent_dim)
-        _check_int("ngf", ngf)
-        self.channels = _check_int("channels", channels)
+        self.latent_dim = checks.positive_int(latent_dim, "latent_dim")
+        checks.positive_int(ngf, "ngf")
+        self.channels = checks.positive_int(channels, "channels")
         self.net = nn.Sequential(
             up_block(latent_dim, 8 * ngf, kernel_size=4, stride=1, padding=0),  # (B, 8ngf, 4, 4)
             up_block(8 * ngf, 4 * ngf),  # (B, 4ngf, 8, 8)
@@ -279,8 +253,8 @@ class ClassicDCGANDiscriminator(nn.Module):
 
     def __init__(self, ndf: int = 64, channels: int = 1, slope: float = 0.2):
         super().__init__()
-        _check_int("ndf", ndf)
-        self.channels = _check_int("channels", channels)
+        checks.positive_int(ndf, "ndf")
+        self.channels = checks.positive_int(channels, "channels")
         self.net = nn.Sequential(
             down_block(channels, ndf, batch_norm=False, slope=slope),  # (B, ndf, 32, 32)
             down_block(ndf, 2 * ndf, slope=slope),  # (B, 2ndf, 16, 16)
@@ -290,7 +264,7 @@ class ClassicDCGANDiscriminator(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = _check_images(x, (self.channels, 64, 64))
+        x = checks.image_batch(x, (self.channels, 64, 64))
         return self.net(x).flatten()
 
 
@@ -320,8 +294,8 @@ def dcgan_init_(module: nn.Module) -> nn.Module:
 
 def sample_z(n: int, latent_dim: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
     r"""``n`` latent codes :math:`z \sim \mathcal N(0, I_d)`, shape ``(n, latent_dim)``, on ``device``."""
-    _check_int("n", n)
-    _check_int("latent_dim", latent_dim)
+    checks.positive_int(n, "n")
+    checks.positive_int(latent_dim, "latent_dim")
     z = torch.randn(n, latent_dim, generator=generator, device=generator.device if generator is not None else None)
     return z.to(device) if device is not None else z
 
@@ -352,93 +326,6 @@ def generate(G: nn.Module, n: int | None = None, *, z: torch.Tensor | None = Non
 
 
 # ----------------------------------------------------------------------------------------------
-# Mode coverage on a Gaussian mixture (chapter 06)
-# ----------------------------------------------------------------------------------------------
-
-
-def mode_coverage(x: torch.Tensor, means: torch.Tensor, std: float, n_std: float = 3.0, min_count: int | None = None) -> dict:
-    r"""How many modes of a Gaussian mixture the samples ``x`` cover, and how many samples are good.
-
-    Each sample goes to its nearest mode :math:`k(x) = \arg\min_k \|x - \mu_k\|`; it is
-    **high quality** when :math:`\|x - \mu_{k(x)}\| \le` ``n_std`` :math:`\cdot\,\sigma` (VEEGAN,
-    Srivastava et al., 2017, section 5.1: three standard deviations). A mode is **captured** when
-    it receives at least ``min_count`` high-quality samples; the default,
-    :math:`\max(1, \lceil n / (10 K) \rceil)`, a tenth of a fair share, keeps a few stray points
-    from counting as a mode.
-
-    Args:
-        x: samples ``(n, 2)`` (any ``(n, D)``).
-        means: the mixture's means :math:`\mu` ``(K, D)``.
-        std: the mixture's standard deviation :math:`\sigma` (one for all modes).
-
-    Returns a dict: ``modes`` (number captured, int), ``n_modes`` (:math:`K`), ``high_quality``
-    (fraction of samples within ``n_std`` σ of a mode), ``counts`` (high-quality samples per mode,
-    ``(K,)`` int64) and ``kl_uniform`` (:math:`\mathrm{KL}(\hat\pi \,\|\, \mathcal U_K)` in nats of
-    the distribution :math:`\hat\pi` of high-quality samples over the modes: 0 when they are
-    spread evenly, :math:`\log K` when all sit on one mode; ``nan`` without any).
-    """
-    if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[0] < 1:
-        raise ValueError(f"x must have shape (n, D) with n >= 1, got {tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
-    means = torch.as_tensor(means, dtype=torch.float64)
-    if means.ndim != 2 or means.shape[1] != x.shape[1]:
-        raise ValueError(f"means must have shape (K, D) = (K, {x.shape[1]}), got {tuple(means.shape)}")
-    if not isinstance(std, (int, float)) or not std > 0:
-        raise ValueError(f"std must be a number > 0, got {std!r}")
-    n, K = x.shape[0], means.shape[0]
-    if min_count is None:
-        min_count = max(1, math.ceil(n / (10 * K)))
-    dist = torch.cdist(x.detach().double().cpu(), means)  # (n, K)
-    d_min, k = dist.min(dim=1)
-    good = d_min <= n_std * std
-    counts = torch.bincount(k[good], minlength=K)
-    total = counts.sum().item()
-    if total:
-        pi = counts.double() / total
-        kl = float((torch.xlogy(pi, pi).sum() + math.log(K)).item())  # sum pi log(pi K)
-    else:
-        kl = float("nan")
-    return {
-        "modes": int((counts >= min_count).sum().item()),
-        "n_modes": K,
-        "high_quality": good.double().mean().item(),
-        "counts": counts,
-        "kl_uniform": kl,
-    }
-
-
-# ----------------------------------------------------------------------------------------------
-# Memorisation check (chapter 06)
-# ----------------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def nearest_neighbours(x: torch.Tensor, data: torch.Tensor, k: int = 1, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""The ``k`` training images closest to each sample, in Euclidean distance over all pixels.
-
-    .. math:: \mathrm{nn}(x) = \arg\min_{i} \|x - x_i\|_2, \qquad x_i \in \text{data}
-
-    A generator that memorises returns near-copies of training images (distance ≈ 0); one that
-    generalises produces digits whose nearest neighbours are similar but not identical (chapter 06).
-    ``x`` ``(n, ...)`` and ``data`` ``(N, ...)`` with equal trailing shapes. Returns
-    ``(distances, indices)``, both ``(n, k)``, sorted by distance.
-    """
-    if not isinstance(x, torch.Tensor) or not isinstance(data, torch.Tensor) or x.shape[1:] != data.shape[1:]:
-        shapes = [tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__ for t in (x, data)]
-        raise ValueError(f"x and data must be tensors (n, ...) and (N, ...) with the same trailing shape, got {shapes[0]} and {shapes[1]}")
-    _check_int("k", k)
-    if k > data.shape[0]:
-        raise ValueError(f"k must be at most the number of data points {data.shape[0]}, got {k}")
-    flat = data.flatten(1).float().cpu()  # (N, D)
-    dists, idx = [], []
-    for xb in x.flatten(1).float().cpu().split(chunk):
-        d = torch.cdist(xb, flat)  # (chunk, N)
-        v, i = d.topk(k, dim=1, largest=False)
-        dists.append(v)
-        idx.append(i)
-    return torch.cat(dists), torch.cat(idx)
-
-
-# ----------------------------------------------------------------------------------------------
 # Walking the latent space; latent vector arithmetic (chapter 07)
 # ----------------------------------------------------------------------------------------------
 
@@ -457,7 +344,7 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, n: int) -> torch.Tensor:
     """
     if not isinstance(z0, torch.Tensor) or not isinstance(z1, torch.Tensor) or z0.shape != z1.shape or z0.ndim != 1:
         raise ValueError("z0 and z1 must be tensors of the same shape (D,)")
-    _check_int("n", n, 2)
+    checks.positive_int(n, "n", low=2)
     t = torch.linspace(0.0, 1.0, n, dtype=z0.dtype, device=z0.device)[:, None]  # (n, 1)
     cos = (z0 @ z1) / (z0.norm() * z1.norm()).clamp_min(1e-12)
     omega = torch.arccos(cos.clamp(-1.0, 1.0))
@@ -472,7 +359,7 @@ def _to01(x: torch.Tensor, value_range: str) -> torch.Tensor:
     if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 1:
         raise ValueError(f"x must be grey images (B, 1, H, W), got {tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
     x = x.detach().float()
-    return ((x + 1) / 2).clamp(0, 1) if value_range == "pm1" else x.clamp(0, 1)
+    return data.from_pm1(x, strict=False) if value_range == "pm1" else x.clamp(0, 1)
 
 
 def ink(x: torch.Tensor, value_range: str = "pm1") -> torch.Tensor:
@@ -526,7 +413,8 @@ def attribute_direction(z: torch.Tensor, score: torch.Tensor, q: float = 0.2, gr
     if not isinstance(z, torch.Tensor) or z.ndim != 2:
         raise ValueError(f"z must have shape (n, d), got {tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__}")
     if not isinstance(score, torch.Tensor) or score.shape != (z.shape[0],):
-        raise ValueError(f"score must have shape (n,) = ({z.shape[0]},), got {tuple(score.shape) if isinstance(score, torch.Tensor) else type(score).__name__}")
+        got = tuple(score.shape) if isinstance(score, torch.Tensor) else type(score).__name__
+        raise ValueError(f"score must have shape (n,) = ({z.shape[0]},), got {got}")
     if not 0 < q <= 0.5:
         raise ValueError(f"q must be in (0, 0.5], got {q!r}")
     if groups is None:
@@ -540,155 +428,3 @@ def attribute_direction(z: torch.Tensor, score: torch.Tensor, q: float = 0.2, gr
     if not parts:
         raise ValueError(f"no group has at least 2/q = {2 / q:g} members")
     return torch.stack(parts).mean(0)
-
-
-# ----------------------------------------------------------------------------------------------
-# The training recipe of chapter 07 (shared with the scoreboard of chapter 14)
-# ----------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def one_cpu_thread():
-    """Run the block on one CPU thread (``torch.set_num_threads(1)``), restoring the setting after.
-
-    The networks of chapters 06–07 are small: on a busy 2-core machine, two threads made a DCGAN
-    step 7–10 times slower (wall-clock and CPU time) than one, and on an idle one they gain little.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-class TrainingRecord(nn.Module):
-    r"""What a training run leaves besides the weights, kept in buffers so that
-    :func:`gencourse.train.load_or_train` saves and reloads it with the checkpoint: samples of a
-    fixed noise batch at ``n_snapshots`` steps (``images`` ``(n_snapshots, n_images, 1, 28, 28)``,
-    ``steps`` ``(n_snapshots,)``) and the CPU time of the run (``cpu_seconds``, a scalar)."""
-
-    def __init__(self, n_snapshots: int, n_images: int, shape: Sequence[int] = (1, 28, 28)):
-        super().__init__()
-        self.register_buffer("images", torch.zeros(_check_int("n_snapshots", n_snapshots), _check_int("n_images", n_images), *shape))
-        self.register_buffer("steps", torch.zeros(n_snapshots, dtype=torch.long))
-        self.register_buffer("cpu_seconds", torch.zeros((), dtype=torch.float64))
-
-
-def dcgan_settings(**overrides) -> dict:
-    r"""The settings of chapter 07's DCGAN under the active profile (everything that changes the result).
-
-    ========================  ===============================  ==========================================
-    setting                   value                            why
-    ========================  ===============================  ==========================================
-    ``latent_dim``            64
-    ``ngf``, ``ndf``          16, 16                           fastest to reach a good FID on 2 CPU cores
-    ``batch_size``            64
-    ``lr_G``, ``lr_D``        5e-4                             DCGAN's 2e-4 is slower in short runs
-    ``betas``                 (0.5, 0.999)                     DCGAN's :math:`\beta_1 = 0.5`
-    ``kind``                  ``"non_saturating"``             :mod:`gencourse.losses`
-    ``ema_decay``             0.995                            samples from an EMA of G's weights
-    ``steps``                 smoke 20, cpu 4,000, gpu 15,000  about 5 CPU minutes under ``cpu``
-    ``snapshots``             6                                progress grid of a fixed noise batch
-    ========================  ===============================  ==========================================
-
-    The widths and learning rates were chosen by a sweep at equal CPU time
-    (``benchmarks/results/dcgan_design_sweep.md``); ``benchmarks/dcgan_vs_classic.py`` records the
-    comparison with the 64×64 recipe.
-    """
-    settings = {
-        "latent_dim": 64, "ngf": 16, "ndf": 16, "batch_size": 64, "lr_G": 5e-4, "lr_D": 5e-4, "betas": [0.5, 0.999],
-        "kind": "non_saturating", "ema_decay": 0.995, "snapshots": 6, "seed": 0,
-        "steps": config.budget(smoke=20, cpu=4_000, gpu=15_000),
-    }
-    unknown = set(overrides) - set(settings)
-    if unknown:
-        raise ValueError(f"unknown DCGAN settings {sorted(unknown)}; known: {sorted(settings)}")
-    settings.update(overrides)
-    return settings
-
-
-def build_dcgan(settings: dict) -> dict:
-    r"""The modules of a DCGAN run, initialised (:func:`dcgan_init_`) and on :func:`gencourse.config.device`:
-    ``{"G", "D", "G_ema", "record"}`` (``G_ema`` is the :class:`gencourse.train.EMA` copy of ``G``)."""
-    torch.manual_seed(settings["seed"])
-    device = config.device()
-    G = dcgan_init_(DCGANGenerator(settings["latent_dim"], settings["ngf"])).to(device)
-    D = dcgan_init_(DCGANDiscriminator(settings["ndf"])).to(device)
-    ema = train.EMA(G, settings["ema_decay"])
-    record = TrainingRecord(settings["snapshots"], 64).to(device)
-    return {"G": G, "D": D, "G_ema": ema.module, "record": record, "_ema": ema}
-
-
-def train_dcgan(modules: dict, settings: dict, progress: bool = True) -> train.History:
-    r"""Train a DCGAN on MNIST in :math:`[-1, 1]` (chapter 07): ``settings["steps"]`` iterations of
-    one :func:`gencourse.train.d_step` and one :func:`gencourse.train.g_step` on batches drawn with
-    replacement, an EMA of G's weights, and the fixed-noise progress grid in ``modules["record"]``.
-
-    ``modules`` from :func:`build_dcgan`. Returns the :class:`gencourse.train.History` (``loss_D``,
-    ``D_real``, ``D_fake``, ``loss_G`` per step; wall-clock ``seconds``); the CPU time goes to
-    ``modules["record"].cpu_seconds``.
-    """
-    G, D, ema, record = modules["G"], modules["D"], modules["_ema"], modules["record"]
-    device = next(G.parameters()).device
-    x_train = data.mnist_tensors("train", value_range="pm1", verbose=False)[0].to(device)
-    g = torch.Generator().manual_seed(settings["seed"] + 1)
-    opt_G = torch.optim.Adam(G.parameters(), settings["lr_G"], betas=tuple(settings["betas"]))
-    opt_D = torch.optim.Adam(D.parameters(), settings["lr_D"], betas=tuple(settings["betas"]))
-    steps, B, kind = settings["steps"], settings["batch_size"], settings["kind"]
-    z_fixed = torch.randn(record.images.shape[1], settings["latent_dim"], generator=g).to(device)
-    snap_steps = torch.linspace(0, steps, record.images.shape[0]).round().long().tolist()
-
-    def snapshot(i: int) -> None:
-        k = snap_steps.index(i)
-        record.images[k] = generate(ema.module, z=z_fixed).to(device)
-        record.steps[k] = i
-
-    def step(i: int) -> dict:
-        idx = torch.randint(0, len(x_train), (B,), generator=g).to(device)
-        z = torch.randn(B, settings["latent_dim"], generator=g).to(device)
-        out = train.d_step(G, D, opt_D, x_train[idx], z, kind=kind)  # update D once ...
-        z = torch.randn(B, settings["latent_dim"], generator=g).to(device)
-        out.update(train.g_step(G, D, opt_G, z, kind=kind))  # ... then G once (k = 1)
-        ema.update(G)
-        if i in snap_steps:
-            snapshot(i)
-        return out
-
-    with one_cpu_thread():
-        start = time.process_time()
-        snapshot(0)
-        history = train.fit(step, steps=steps, desc="DCGAN", progress=progress)
-        record.cpu_seconds.fill_(time.process_time() - start)
-    return history
-
-
-def dcgan_mnist(name: str = "dcgan", *, retrain: bool | None = None, progress: bool = True, **overrides):
-    r"""Chapter 07's DCGAN: loaded from the cache if it was trained before with the same settings
-    under the same profile, else trained (:func:`train_dcgan`) and cached with
-    :func:`gencourse.train.load_or_train` under ``name``.
-
-    Returns ``(modules, history)``: ``modules`` as in :func:`build_dcgan` (sample from
-    ``modules["G_ema"]``), put in ``eval()`` mode.
-    """
-    settings = dcgan_settings(**overrides)
-    modules = build_dcgan(settings)
-    saved = {k: v for k, v in modules.items() if not k.startswith("_")}
-    history = train.load_or_train(name, saved, lambda: train_dcgan(modules, settings, progress), settings=settings, retrain=retrain)
-    for key in ("G", "D", "G_ema"):
-        modules[key].eval()
-    return modules, history
-
-
-# ----------------------------------------------------------------------------------------------
-# Scoreboard entry (chapter 14): the chapter's checkpoint, sampled from the EMA generator
-# ----------------------------------------------------------------------------------------------
-
-from .. import scoreboard  # noqa: E402  (after the recipe it uses)
-
-
-@scoreboard.register("DCGAN", chapter="07", value_range="pm1", description="DCGAN for 28x28, ngf = ndf = 16, EMA of G")
-def _dcgan_entry(n: int, generator: torch.Generator) -> "scoreboard.Samples":
-    modules, history = dcgan_mnist("dcgan", progress=False)
-    x = generate(modules["G_ema"], n, generator=generator).clamp(-1, 1)
-    return scoreboard.Samples(x, history.seconds)

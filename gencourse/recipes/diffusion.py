@@ -1,4 +1,4 @@
-r"""Chapter 12's diffusion model of MNIST: the training recipe shared by the chapter and the scoreboard.
+r"""Chapter 12's diffusion model of MNIST as a recipe, shared by the chapter and the scoreboard.
 
 One class-conditional :class:`~gencourse.nn.DiffusionUNet` trained with label dropout serves every
 use in the chapter: conditional samples (a label :math:`y`), unconditional ones (the null label
@@ -109,11 +109,11 @@ def train_ddpm(model: DiffusionUNet, ema: train.EMA, settings: dict, *, progress
     r"""Train ``model`` in place (and its average ``ema``) on the MNIST training images of the
     active profile, in :math:`[-1, 1]`: ``settings["steps"]`` steps of
 
-    1. a batch :math:`(x_0, y)` drawn with replacement; each label replaced by :math:`\varnothing`
-       with probability ``p_uncond`` (:func:`gencourse.diffusion.drop_labels`);
-    2. the loss of Algorithm 1, :func:`gencourse.diffusion.ddpm_loss` (:math:`t` then
-       :math:`\varepsilon` drawn from the same generator);
-    3. an Adam step at the learning rate of :func:`gencourse.train.lr_cosine`, then ``ema.update``.
+    1. a batch :math:`(x_0, y)` drawn with replacement;
+    2. :func:`gencourse.train.ddpm_train_step`: each label replaced by :math:`\varnothing` with
+       probability ``p_uncond``, the loss of Algorithm 1 (:math:`t` then :math:`\varepsilon` drawn
+       from the same generator), an Adam step at the learning rate of
+       :func:`gencourse.train.lr_cosine`, then ``ema.update``.
 
     Every random number comes from one CPU generator seeded with ``settings["seed"]``, in this
     order, so that chapter 12's written-out loop reproduces it exactly. Returns the
@@ -129,15 +129,10 @@ def train_ddpm(model: DiffusionUNet, ema: train.EMA, settings: dict, *, progress
 
     def step(i):
         idx = torch.randint(len(x), (B,), generator=g).to(device)
-        y0 = diffusion.drop_labels(y[idx], settings["p_uncond"], settings["n_classes"], generator=g)
-        loss = diffusion.ddpm_loss(model, x[idx], sched.alpha_bar, y=y0, generator=g)
-        opt.zero_grad()
-        loss.backward()
-        for group in opt.param_groups:
-            group["lr"] = settings["lr"] * train.lr_cosine(i - 1, steps, settings["warmup"])
-        opt.step()
-        ema.update(model)
-        return {"loss": loss.item()}
+        return train.ddpm_train_step(
+            model, opt, x[idx], sched.alpha_bar, y=y[idx], p_uncond=settings["p_uncond"], null_label=settings["n_classes"],
+            lr=settings["lr"] * train.lr_cosine(i - 1, steps, settings["warmup"]), ema=ema, generator=g,
+        )
 
     model.train()
     history = train.fit(step, steps=steps, desc="DDPM (Algorithm 1)", progress=progress)
@@ -196,20 +191,3 @@ def sample_mnist(
 
 #: The sampler of chapter 12's reported samples: DDIM (eta = 0) with classifier-free guidance.
 SAMPLER = {"w": 1.0, "n_steps": 20}
-
-# ----------------------------------------------------------------------------------------------
-# Scoreboard entry (chapter 14): the chapter's checkpoint, guided DDIM samples
-# ----------------------------------------------------------------------------------------------
-
-from .. import scoreboard  # noqa: E402  (after the recipe it uses)
-
-
-@scoreboard.register(
-    "DDPM + CFG", chapter="11", value_range="pm1",
-    description=f"class-conditional U-Net (label dropout 0.2), DDIM {SAMPLER['n_steps']} steps, guidance w = {SAMPLER['w']:g}",
-)
-def _ddpm_entry(n: int, generator: torch.Generator) -> "scoreboard.Samples":
-    model, sched, history = ddpm_mnist("ddpm_cfg", progress=False)
-    labels = torch.arange(n) % 10
-    x = sample_mnist(model, sched, labels, w=SAMPLER["w"], n_steps=SAMPLER["n_steps"], generator=generator)
-    return scoreboard.Samples(x, history.seconds, labels)
