@@ -22,8 +22,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from . import config
 
@@ -127,7 +128,7 @@ def footer(chapter: str, notes: Sequence[str] = ()) -> str:
     return note
 
 
-def html_table(rows: Sequence, columns: Sequence, align: str | None = None) -> "HTMLTable":
+def html_table(rows: Sequence, columns: Sequence, align: str | None = None) -> HTMLTable:
     """A table that renders as a table in Jupyter, Colab and the built book (an HTML table, with a
     plain-text fallback).
 

@@ -1,6 +1,5 @@
 """The book builds warning-free (-W) under the smoke profile, with its figures."""
 
-import shutil
 from pathlib import Path
 
 import pytest
