@@ -358,7 +358,7 @@ def generator_loss(d_fake: torch.Tensor, kind: str = "non_saturating") -> torch.
 
 # The Wasserstein critic (chapters 02 and 08): no sigmoid, the critic's output is a real score.
 
-__all__ += ["critic_objective", "gradient_penalty", "clip_weights_"]
+__all__ += ["critic_objective", "gradient_penalty", "clip_weights_", "wgan_critic_loss", "wgan_generator_loss"]
 
 
 def critic_objective(critic: Callable[[torch.Tensor], torch.Tensor], x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
@@ -425,3 +425,32 @@ def clip_weights_(module: nn.Module, c: float = 0.01) -> nn.Module:
     for p in module.parameters():
         p.clamp_(-c, c)
     return module
+
+
+def wgan_critic_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    r"""The WGAN critic's loss (Arjovsky et al., 2017, Algorithm 1; chapter 08), to **minimise**:
+
+    .. math:: \mathcal L_\text{critic} = \frac1{B_f}\sum_b f(x^\text{fake}_b) - \frac1{B_r}\sum_b f(x^\text{real}_b)
+
+    the negative of :func:`critic_objective` computed from the critic's scores ``d_real``
+    ``(B_r,)`` and ``d_fake`` ``(B_f,)`` (raw outputs, no sigmoid). Add
+    ``lambda_gp * gradient_penalty(...)`` for WGAN-GP, or clip the weights after the step for the
+    original WGAN. Returns a scalar.
+
+    >>> wgan_critic_loss(torch.tensor([3.0, 1.0]), torch.tensor([-1.0])).item()
+    -3.0
+    """
+    d_real, d_fake = _check_logits(d_real, "d_real"), _check_logits(d_fake, "d_fake")
+    return d_fake.mean() - d_real.mean()
+
+
+def wgan_generator_loss(d_fake: torch.Tensor) -> torch.Tensor:
+    r"""The WGAN generator's loss (Arjovsky et al., 2017, Algorithm 1; chapter 08), to minimise:
+
+    .. math:: \mathcal L_G = -\frac1B \sum_b f\big(G(z_b)\big)
+
+    the part of :math:`-(\mathbb E f(x_\text{real}) - \mathbb E f(G(z)))` that depends on
+    :math:`G`. ``d_fake`` ``(B,)``: the critic's scores of generated samples; returns a scalar.
+    (The same expression as :func:`g_loss_hinge`, with a critic in place of a hinge discriminator.)
+    """
+    return -_check_logits(d_fake, "d_fake").mean()
