@@ -9,27 +9,16 @@ Submodules are imported on first use (``gc.plotting``, ``gc.metrics``, ...), so 
 (matplotlib, SciPy, POT, ipywidgets come with the modules that need them).
 """
 
-import importlib
-
 from . import checks, config
+from ._lazy import attach, submodules
 from .checks import check_close
 
 __version__ = "0.1.0"
 
-#: The submodules, imported by ``gencourse.<name>`` on first use.
-SUBMODULES = (
-    "book", "data", "density", "diffusion", "divergences", "grading", "losses", "metrics", "models", "nn",
-    "plotting", "recipes", "sampling", "scoreboard", "train", "transport", "widgets",
-)
+#: The submodules and subpackages of this folder, imported by ``gencourse.<name>`` on first use.
+SUBMODULES = tuple(name for name in submodules(__path__) if name not in ("checks", "config"))
 
 __all__ = ["checks", "config", "check_close", *SUBMODULES]
 
 
-def __getattr__(name):
-    if name in SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module 'gencourse' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted([*globals(), *SUBMODULES])
+__getattr__, __dir__ = attach(__name__, SUBMODULES, globals())

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from . import checks
+
 __all__ = [
     "Schedule",
     "linear_schedule",
@@ -117,9 +119,7 @@ class Schedule:
 
 
 def _check_T(T) -> int:
-    if isinstance(T, bool) or not isinstance(T, numbers.Integral) or T < 1:
-        raise ValueError(f"T must be a positive int, got {type(T).__name__} {T!r}")
-    return int(T)
+    return checks.positive_int(T, "T")
 
 
 def linear_schedule(T: int = 1000, beta_1: float = 1e-4, beta_T: float = 0.02) -> Schedule:

@@ -2,7 +2,8 @@ r"""Building blocks shared by the models of the course.
 
 Sections (one per family of blocks; each says which chapters use it):
 
-* **MLP** — a multilayer perceptron (every chapter with 2-D toys; the baseline VAE of chapter 04).
+* **MLP** — a multilayer perceptron (the MLP GANs of chapter 06, the WGAN critic of chapter 08; the classic
+  MLP VAE that chapter 04 is compared with is written out in ``benchmarks/vae_vs_mlp.py``).
 * **Convolutional encoder and decoder for 28×28 images** — chapters 03–04 (autoencoders, VAEs).
 * **Transposed convolution by hand; DCGAN blocks** — chapters 06–07 (output-size arithmetic,
   ``conv_transpose2d_by_hand``, ``up_block`` / ``down_block``).
@@ -21,14 +22,20 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from . import checks
+
 __all__ = ["MLP", "ConvEncoder", "ConvDecoder"]
 
 
 def _check_positive_ints(name: str, values, allow_empty: bool = False) -> tuple[int, ...]:
+    """A tuple of positive ints (one or several, e.g. layer widths), each checked by :func:`gencourse.checks.positive_int`."""
     values = tuple(values) if isinstance(values, (list, tuple)) else (values,)
-    if (not values and not allow_empty) or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+    if not values and not allow_empty:
         raise ValueError(f"{name} must be positive ints, got {values!r}")
-    return values
+    try:
+        return tuple(checks.positive_int(v, name) for v in values)
+    except ValueError:
+        raise ValueError(f"{name} must be positive ints, got {values!r}") from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -208,12 +215,6 @@ __all__ += [
 ]
 
 
-def _check_nonneg_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-    return value
-
-
 def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
     r"""Side of the output of a convolution (``nn.Conv2d``) along one axis.
 
@@ -225,7 +226,7 @@ def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int 
     14
     """
     size, kernel_size, stride, dilation = _check_positive_ints("size, kernel_size, stride, dilation", (size, kernel_size, stride, dilation))
-    padding = _check_nonneg_int("padding", padding)
+    padding = checks.positive_int(padding, "padding", low=0)
     out = (size + 2 * padding - dilation * (kernel_size - 1) - 1) // stride + 1
     if out < 1:
         raise ValueError(f"the kernel ({kernel_size}, dilation {dilation}) is larger than the padded input ({size} + 2*{padding})")
@@ -247,7 +248,7 @@ def conv_transpose_output_size(size: int, kernel_size: int, stride: int = 1, pad
     14
     """
     size, kernel_size, stride, dilation = _check_positive_ints("size, kernel_size, stride, dilation", (size, kernel_size, stride, dilation))
-    padding, output_padding = _check_nonneg_int("padding", padding), _check_nonneg_int("output_padding", output_padding)
+    padding, output_padding = checks.positive_int(padding, "padding", low=0), checks.positive_int(output_padding, "output_padding", low=0)
     if output_padding >= max(stride, dilation):
         raise ValueError(f"output_padding must be smaller than stride or dilation, got {output_padding} (stride {stride}, dilation {dilation})")
     out = (size - 1) * stride - 2 * padding + dilation * (kernel_size - 1) + output_padding + 1
@@ -264,7 +265,7 @@ def _check_conv_transpose_args(x, weight, stride: int, padding: int) -> tuple[to
         raise ValueError(f"weight must have shape (C_in, C_out, k_h, k_w) = ({x.shape[1]}, C_out, k_h, k_w) "
                          f"(the layout of nn.ConvTranspose2d.weight), got {got}")
     _check_positive_ints("stride", stride)
-    _check_nonneg_int("padding", padding)
+    checks.positive_int(padding, "padding", low=0)
     return x, weight
 
 
@@ -355,7 +356,8 @@ def up_block(c_in: int, c_out: int, kernel_size: int = 4, stride: int = 2, paddi
     Chintala (2016); chapter 07.
     """
     c_in, c_out, kernel_size, stride = _check_positive_ints("c_in, c_out, kernel_size, stride", (c_in, c_out, kernel_size, stride))
-    layers: list[nn.Module] = [nn.ConvTranspose2d(c_in, c_out, kernel_size, stride, _check_nonneg_int("padding", padding), bias=not batch_norm)]
+    padding = checks.positive_int(padding, "padding", low=0)
+    layers: list[nn.Module] = [nn.ConvTranspose2d(c_in, c_out, kernel_size, stride, padding, bias=not batch_norm)]
     if batch_norm:
         layers.append(nn.BatchNorm2d(c_out))
     layers.append(nn.ReLU())
@@ -376,7 +378,7 @@ def down_block(c_in: int, c_out: int, kernel_size: int = 4, stride: int = 2, pad
     c_in, c_out, kernel_size, stride = _check_positive_ints("c_in, c_out, kernel_size, stride", (c_in, c_out, kernel_size, stride))
     if not 0 <= slope < 1:
         raise ValueError(f"slope must be in [0, 1), got {slope!r}")
-    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, kernel_size, stride, _check_nonneg_int("padding", padding), bias=not batch_norm)]
+    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, kernel_size, stride, checks.positive_int(padding, "padding", low=0), bias=not batch_norm)]
     if batch_norm:
         layers.append(nn.BatchNorm2d(c_out))
     layers.append(nn.LeakyReLU(slope))

@@ -7,18 +7,8 @@ Submodules are imported on first use, so ``import gencourse`` stays cheap::
     vae = gc.models.autoencoder.VAE(latent_dim=16)
 """
 
-import importlib
-import pkgutil
+from .._lazy import attach, submodules
 
 # the modules of this folder, found on disk: nothing to keep in sync by hand
-_SUBMODULES = tuple(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
-
-
-def __getattr__(name):
-    if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module 'gencourse.models' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted([*globals(), *_SUBMODULES])
+_SUBMODULES = submodules(__path__)
+__getattr__, __dir__ = attach(__name__, _SUBMODULES, globals())
