@@ -58,3 +58,82 @@ def _eigh_smallest(X, k):
 def test_classic_mistakes_fail_with_a_specific_message(qid, wrong, message):
     with pytest.raises(AssertionError, match=message):
         check(qid, wrong)
+
+
+# ------------------------------------------------------------------ the receptive field of a stack
+
+
+def right_rf(layers):
+    size, jump = 1, 1
+    for k, s in layers:
+        size, jump = size + (k - 1) * jump, jump * s
+    return size
+
+
+def test_receptive_field_accepts_the_right_answer(capsys):
+    assert check("autoencoders.receptive_field", right_rf)
+    assert "✔" in capsys.readouterr().out
+
+
+def rf_own_stride(layers):
+    size, jump = 1, 1
+    for k, s in layers:
+        jump *= s
+        size += (k - 1) * jump
+    return size
+
+
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        (rf_own_stride, "BEFORE it"),
+        (lambda layers: sum(k for k, _ in layers), "do not simply add up"),
+        (lambda layers: float(right_rf(layers)), "must return an int"),
+    ],
+)
+def test_receptive_field_rejects_mistakes(wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        check("autoencoders.receptive_field", wrong)
+
+
+# ------------------------------------------------------------------ the autoencoder trained to a target
+
+from gencourse.grading import autoencoders as ae_checks  # noqa: E402
+
+GOING_DOWN = [300.0 - i for i in range(50)]
+
+
+def tiny_autoencoder(d=8, probabilities=False):
+    torch.manual_seed(0)
+    enc = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, d))
+    dec = torch.nn.Sequential(torch.nn.Linear(d, 784), torch.nn.Unflatten(1, (1, 28, 28)))
+    if probabilities:
+        dec.append(torch.nn.Sigmoid())
+    return enc, dec
+
+
+@pytest.fixture
+def cpu_profile(monkeypatch):
+    monkeypatch.setenv("GENCOURSE_PROFILE", "cpu")
+
+
+def test_train_autoencoder_accepts_a_model_that_reaches_the_target(cpu_profile, monkeypatch, capsys):
+    monkeypatch.setattr(ae_checks, "AE_TARGET_BCE", 1e6)  # an untrained model, a target it reaches
+    assert check("autoencoders.train_autoencoder", *tiny_autoencoder(), GOING_DOWN)
+    assert "✔" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "model, losses, message",
+    [
+        (tiny_autoencoder(), GOING_DOWN, "target < 125"),  # untrained: far above the target
+        (tiny_autoencoder(d=16), GOING_DOWN, "at most 8"),
+        (tiny_autoencoder(probabilities=True), GOING_DOWN, "LOGITS"),
+        (tiny_autoencoder(), GOING_DOWN[::-1], "did not go down"),
+        ((tiny_autoencoder()[0], lambda z: tiny_autoencoder()[1](z).flatten(1)), GOING_DOWN, "shape"),
+    ],
+)
+def test_train_autoencoder_rejects_mistakes(cpu_profile, monkeypatch, model, losses, message):
+    monkeypatch.setattr(ae_checks, "AE_TARGET_BCE", 125.0)
+    with pytest.raises(AssertionError, match=message):
+        check("autoencoders.train_autoencoder", *model, losses)

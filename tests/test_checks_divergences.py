@@ -77,3 +77,63 @@ def test_right_answers_pass(capsys):
 def test_classic_mistakes_fail_with_a_specific_message(qid, wrong, message):
     with pytest.raises(AssertionError, match=message):
         check(qid, wrong)
+
+
+# ------------------------------------------------------------------ KL between exponentials
+
+
+def right_kl_exp(rate_p, rate_q):
+    return torch.log(rate_p / rate_q) + rate_q / rate_p - 1
+
+
+def test_kl_exponential_accepts_the_right_answer(capsys):
+    assert check("divergences.kl_exponential", right_kl_exp)
+    assert "✔" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        (lambda p, q: right_kl_exp(q, p), "swapped"),
+        (lambda p, q: torch.log(q / p) + q / p - 1, "log term has the wrong sign"),
+        (lambda p, q: torch.log(p / q) + q / p, "-1 is missing"),
+        (lambda p, q: right_kl_exp(p, q) / math.log(2), "bits"),
+        (lambda p, q: float(right_kl_exp(p, q).sum()), "tensor"),
+    ],
+)
+def test_kl_exponential_rejects_mistakes(wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        check("divergences.kl_exponential", wrong)
+
+
+# ------------------------------------------------------------------ the mixture fitted by maximum likelihood (training)
+
+GOING_DOWN = [3.0 - 0.01 * i for i in range(50)]
+_ANGLES = torch.arange(8) * 2 * math.pi / 8
+RING_MEANS = 2.0 * torch.stack([_ANGLES.cos(), _ANGLES.sin()], 1)
+
+
+@pytest.fixture
+def cpu_profile(monkeypatch):
+    monkeypatch.setenv("GENCOURSE_PROFILE", "cpu")
+
+
+def test_mixture_mle_accepts_the_true_parameters(cpu_profile, capsys):
+    assert check("divergences.mixture_mle", torch.zeros(8), RING_MEANS.clone(), torch.full((8,), math.log(0.2)), GOING_DOWN)
+    assert "✔" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "params, losses, message",
+    [
+        ((torch.zeros(8), RING_MEANS, torch.full((8,), math.log(5.0))), GOING_DOWN, "-2 log sigma"),  # no log-det term
+        ((torch.zeros(1), torch.zeros(1, 2), torch.full((1,), math.log(1.5))), GOING_DOWN, "target < 0.08"),  # one blob
+        ((torch.zeros(20), torch.zeros(20, 2), torch.zeros(20)), GOING_DOWN, "at most 16"),
+        ((torch.zeros(8), RING_MEANS, torch.zeros(7)), GOING_DOWN, "shapes"),
+        ((torch.zeros(8), RING_MEANS.tolist(), torch.zeros(8)), GOING_DOWN, "float tensor"),
+        ((torch.zeros(8), RING_MEANS, torch.full((8,), math.log(0.2))), GOING_DOWN[::-1], "did not go down"),
+    ],
+)
+def test_mixture_mle_rejects_mistakes(cpu_profile, params, losses, message):
+    with pytest.raises(AssertionError, match=message):
+        check("divergences.mixture_mle", *params, losses)

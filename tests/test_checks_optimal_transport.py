@@ -101,3 +101,80 @@ def gp_no_graph(critic, x_real, x_fake, u):
 def test_classic_mistakes_fail_with_a_specific_message(qid, wrong, message):
     with pytest.raises(AssertionError, match=message):
         check(qid, wrong)
+
+
+# ------------------------------------------------------------------ W1 between weighted points on the line
+
+
+def w1_cdf(x, a, y, b):
+    t, order = torch.cat([x, y]).sort()
+    gap = torch.cumsum(torch.cat([a, -b])[order], 0)[:-1]
+    return float((gap.abs() * (t[1:] - t[:-1])).sum())
+
+
+def test_w1_weighted_1d_accepts_the_right_answer(capsys):
+    assert check("optimal_transport.w1_weighted_1d", w1_cdf)
+    assert "✔" in capsys.readouterr().out
+
+
+def w1_no_abs(x, a, y, b):
+    t, order = torch.cat([x, y]).sort()
+    return float((torch.cumsum(torch.cat([a, -b])[order], 0)[:-1] * (t[1:] - t[:-1])).sum())
+
+
+def w1_uniform(x, a, y, b):
+    return w1_cdf(x, torch.full_like(a, 1 / len(a)), y, torch.full_like(b, 1 / len(b)))
+
+
+def w1_unsorted(x, a, y, b):
+    return float((torch.cumsum(torch.cat([a, -b]), 0)[:-1].abs() * torch.cat([x, y]).diff().abs()).sum())
+
+
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        (w1_no_abs, "absolute value is missing"),
+        (w1_uniform, "weights are ignored"),
+        (w1_unsorted, "sort the points of both measures together"),
+        (lambda x, a, y, b: torch.tensor(w1_cdf(x, a, y, b)), "Python float"),
+    ],
+)
+def test_w1_weighted_1d_rejects_mistakes(wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        check("optimal_transport.w1_weighted_1d", wrong)
+
+
+# ------------------------------------------------------------------ the generator trained with exact OT (training)
+
+from gencourse import data  # noqa: E402
+
+GOING_DOWN = [3.0 - 0.01 * i for i in range(50)]
+
+
+def ring_sampler(n_modes=8):
+    ring = data.toy("ring", n_modes=n_modes, radius=2.0, std=0.1)
+    return lambda z: ring.sample(len(z), generator=torch.Generator().manual_seed(9))  # noqa: E731
+
+
+@pytest.fixture
+def cpu_profile(monkeypatch):
+    monkeypatch.setenv("GENCOURSE_PROFILE", "cpu")
+
+
+def test_ot_generator_accepts_a_perfect_sampler(cpu_profile, capsys):
+    assert check("optimal_transport.ot_generator", ring_sampler(), GOING_DOWN)
+    assert "✔" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "G, losses, message",
+    [
+        (lambda z: 0.01 * z, GOING_DOWN, "collapsed"),  # the independent / index coupling
+        (ring_sampler(4), GOING_DOWN, "W2 between"),  # half the modes
+        (lambda z: ring_sampler()(z)[:, :1], GOING_DOWN, "shape"),
+        (ring_sampler(), GOING_DOWN[::-1], "did not go down"),
+    ],
+)
+def test_ot_generator_rejects_mistakes(cpu_profile, G, losses, message):
+    with pytest.raises(AssertionError, match=message):
+        check("optimal_transport.ot_generator", G, losses)

@@ -66,3 +66,82 @@ def _bce_mean(x, l, mu, lv, beta=1.0):
 def test_classic_mistakes_fail_with_a_specific_message(qid, wrong, message):
     with pytest.raises(AssertionError, match=message):
         check(qid, wrong)
+
+
+# ------------------------------------------------------------------ the ELBO gap of the linear-Gaussian model
+
+
+def right_gap(x, W, b, sigma2, m, logvar):
+    lg = ae.LinearGaussian(W, b, sigma2)
+    return lg.log_marginal(x) - lg.elbo(x, m, logvar)
+
+
+def kl_to_prior(x, W, b, sigma2, m, logvar):
+    return right_kl(m, logvar)
+
+
+def test_elbo_gap_accepts_the_right_answer(capsys):
+    assert check("vae.elbo_gap", right_gap)
+    assert "✔" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        (kl_to_prior, "POSTERIOR"),
+        (lambda *args: -right_gap(*args), "sign is flipped"),
+        (lambda *args: right_gap(*args).sum(), "shape"),
+        (lambda *args: 1.1 * right_gap(*args), "elbo_gap"),
+    ],
+)
+def test_elbo_gap_rejects_mistakes(wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        check("vae.elbo_gap", wrong)
+
+
+# ------------------------------------------------------------------ the VAE trained to a held-out ELBO
+
+from gencourse.grading import vae as vae_checks  # noqa: E402
+
+GOING_DOWN = [500.0 - i for i in range(50)]
+
+
+def tiny_vae(logvar_shift=0.0, collapse=False):
+    torch.manual_seed(0)
+    enc = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 32))
+    dec = torch.nn.Sequential(torch.nn.Linear(16, 784), torch.nn.Unflatten(1, (1, 28, 28)))
+
+    def encode(x):
+        mu, logvar = enc(x).chunk(2, dim=1)
+        if collapse:
+            return torch.zeros_like(mu), torch.zeros_like(logvar)
+        return 3 * mu, logvar + logvar_shift
+
+    return encode, dec
+
+
+@pytest.fixture
+def cpu_profile(monkeypatch):
+    monkeypatch.setenv("GENCOURSE_PROFILE", "cpu")
+
+
+def test_train_vae_accepts_a_model_that_reaches_the_target(cpu_profile, monkeypatch, capsys):
+    monkeypatch.setattr(vae_checks, "VAE_TARGET_NEG_ELBO", 1e6)
+    assert check("vae.train_vae", *tiny_vae(), GOING_DOWN)
+    assert "✔" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "model, losses, message",
+    [
+        (tiny_vae(), GOING_DOWN, "target <"),
+        (tiny_vae(collapse=True), GOING_DOWN, "collapsed"),  # KL weighed 784 times (per-pixel mean)
+        (tiny_vae(logvar_shift=20.0), GOING_DOWN, "ADD"),  # KL with the wrong sign
+        ((lambda x: tiny_vae()[0](x)[0], tiny_vae()[1]), GOING_DOWN, "tuple"),
+        (tiny_vae(), GOING_DOWN[::-1], "did not go down"),
+    ],
+)
+def test_train_vae_rejects_mistakes(cpu_profile, monkeypatch, model, losses, message):
+    monkeypatch.setattr(vae_checks, "VAE_TARGET_NEG_ELBO", 120.0)
+    with pytest.raises(AssertionError, match=message):
+        check("vae.train_vae", *model, losses)

@@ -9,6 +9,9 @@ from gencourse import grading
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
+#: Solutions with "train and reach a target" exercises: graded once, below, under the ``cpu`` profile,
+#: where the hidden tests enforce the targets (under ``smoke`` they only check that training ran).
+GRADED_UNDER_CPU = {"00_generative_models", "01_divergences", "02_optimal_transport", "03_autoencoders", "04_vae"}
 
 
 def test_every_solution_has_an_exercise_and_they_are_in_sync(tmp_path):
@@ -19,8 +22,11 @@ def test_every_solution_has_an_exercise_and_they_are_in_sync(tmp_path):
 
 
 @pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.stem)
-def test_solution_scores_full_marks_and_exercise_scores_zero(solution, tmp_path):
+def test_solution_scores_full_marks_and_exercise_scores_zero(solution, tmp_path, monkeypatch):
+    if solution.stem in GRADED_UNDER_CPU:
+        monkeypatch.setenv("GENCOURSE_PROFILE", "cpu")
     full = grading.grade(solution, solution, timeout=600, report_dir=tmp_path)
+    monkeypatch.setenv("GENCOURSE_PROFILE", "smoke")
     assert full["max_total"] > 0
     failed = [(q["grade_id"], q["message"]) for q in full["questions"] if q["status"] != "passed"]
     assert full["total"] == full["max_total"], failed

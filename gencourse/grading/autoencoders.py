@@ -93,3 +93,70 @@ def _pca_directions(pca_directions):
                              "in ascending order): take the last k eigenvectors, or use the SVD")
     expect_close(error, eig[:-k].sum().item(), what="the reconstruction error of the centred data with V",
                  rtol=1e-6, hint="V must span the k leading principal directions of the CENTRED data (subtract the mean first)")
+
+
+def _receptive_field(layers) -> int:
+    size, jump = 1, 1
+    for kernel, stride in layers:
+        size += (kernel - 1) * jump
+        jump *= stride
+    return size
+
+
+@register("autoencoders.receptive_field")
+def _receptive_field_check(receptive_field):
+    stacks = [[(3, 1)], [(3, 1), (3, 1)], [(4, 2), (4, 2)], [(3, 2), (5, 1), (3, 2)], [(2, 2), (2, 2), (3, 1)]]
+    for layers in stacks:
+        got = receptive_field(layers)
+        expect(isinstance(got, int) and not isinstance(got, bool),
+               f"receptive_field({layers}) must return an int, got {type(got).__name__}")
+        expected = _receptive_field(layers)
+        if got == expected:
+            expect(True, "")
+            continue
+        mistakes = {
+            "each layer adds (kernel - 1) times the product of the strides of the layers BEFORE it, not including its own":
+                1 + sum((k - 1) * math.prod(s for _, s in layers[: i + 1]) for i, (k, _) in enumerate(layers)),
+            "kernels do not simply add up: a layer's kernel spans (kernel - 1) steps of its input, each as wide as the "
+            "product of the earlier strides": sum(k for k, _ in layers),
+            "the sizes add with an overlap of one pixel per layer: 1 + sum (kernel - 1) x (earlier strides)":
+                sum(k * math.prod(s for _, s in layers[:i]) for i, (k, _) in enumerate(layers)),
+        }
+        for hint, wrong in mistakes.items():
+            if wrong == got and wrong != expected:
+                expect(False, f"receptive_field({layers}) = {got}, expected {expected}: {hint}")
+        expect(False, f"receptive_field({layers}) = {got}, expected {expected} "
+               "(hint: size = 1 + sum_l (k_l - 1) * s_1 * ... * s_(l-1))")
+
+
+AE_TARGET_BCE = 125.0
+AE_MAX_CODE = 8
+
+
+@register("autoencoders.train_autoencoder")
+def _train_autoencoder(encode, decode, losses):
+    import torch
+    import torch.nn.functional as F
+
+    from gencourse import data
+
+    from ._training import expect_losses_went_down, expect_target
+
+    expect_losses_went_down(losses)
+    x = data.mnist("test").tensors[0]
+    with torch.no_grad():
+        z = encode(x)
+        expect(isinstance(z, torch.Tensor) and z.ndim == 2 and z.shape[0] == len(x),
+               f"encode(x) for x of shape {tuple(x.shape)} must return codes of shape (B, d), got "
+               f"{tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__}")
+        expect(z.shape[1] <= AE_MAX_CODE, f"the code has {z.shape[1]} numbers: at most {AE_MAX_CODE} are allowed")
+        logits = decode(z)
+    expect(isinstance(logits, torch.Tensor), f"decode(z) must return a tensor, got {type(logits).__name__}")
+    expect_shape(logits, tuple(x.shape), what="decode(encode(x))")
+    bce = F.binary_cross_entropy_with_logits(logits.double(), x.double(), reduction="none").flatten(1).sum(1).mean().item()
+    expect(math.isfinite(bce), f"the held-out loss is {bce}")
+    if bool((logits >= 0).all()) and bool((logits <= 1).all()):
+        expect(False, "decode returns values in [0, 1], like pixel intensities: it must return LOGITS (train with "
+               "the loss of question 1, which applies the sigmoid inside; no sigmoid in the decoder, no squared error on logits)")
+    expect_target(bce, AE_TARGET_BCE, what="held-out reconstruction loss (nats per image)",
+                  hint="train longer or with a larger network; draw a fresh random batch every step")

@@ -153,3 +153,70 @@ def _gaussian_mle(gaussian_mle):
         "the maximum-likelihood covariance divides by N, not N - 1 (that is the unbiased estimate)": xc.T @ xc / 24,
         "centre the data first: Sigma = 1/N sum (x_i - mu)(x_i - mu)^T": x.T @ x / 25,
     }, what="Sigma")
+
+
+@register("divergences.kl_exponential")
+def _kl_exponential(kl_exponential):
+    import torch
+
+    rate_p = torch.tensor([1.0, 0.5, 2.0, 3.0], dtype=torch.float64)
+    rate_q = torch.tensor([1.0, 2.0, 0.5, 1.5], dtype=torch.float64)
+    got = kl_exponential(rate_p, rate_q)
+    expect(isinstance(got, torch.Tensor), f"return a tensor, got {type(got).__name__}")
+    expect_shape(got, (4,), what="kl_exponential(rate_p, rate_q) for rates of shape (4,)")
+    ref = torch.log(rate_p / rate_q) + rate_q / rate_p - 1
+    diagnose(got, ref, {
+        "it is KL(Exp(rate_q) || Exp(rate_p)): the arguments are swapped":
+            torch.log(rate_q / rate_p) + rate_p / rate_q - 1,
+        "the log term has the wrong sign: log p - log q contributes log(rate_p / rate_q)":
+            torch.log(rate_q / rate_p) + rate_q / rate_p - 1,
+        "the -1 is missing: E_P[(rate_p - rate_q) x] = 1 - rate_q / rate_p": torch.log(rate_p / rate_q) + rate_q / rate_p,
+        "E_P[x] = 1 / rate_p, not rate_p": torch.log(rate_p / rate_q) + (rate_q - rate_p) * rate_p,
+        "it is in bits: use the natural logarithm": (torch.log(rate_p / rate_q) + rate_q / rate_p - 1) / math.log(2),
+    }, what="kl_exponential(rate_p, rate_q)", rtol=1e-9, atol=1e-12,
+        hint="KL = E_P[log p(x) - log q(x)] = log(rate_p / rate_q) - (rate_p - rate_q) E_P[x]")
+
+
+#: The ring of the mixture exercise, and the target: held-out NLL within this many nats of its entropy.
+MIXTURE_RING = {"n_modes": 8, "radius": 2.0, "std": 0.2}
+MIXTURE_TARGET_EXCESS = 0.08
+MIXTURE_MAX_K = 16
+
+
+def mixture_nll(logits, means, log_std, x):
+    """The average negative log-likelihood of ``x`` ``(N, 2)`` under the isotropic Gaussian mixture."""
+    import torch
+
+    sq = ((x[:, None, :] - means[None]) ** 2).sum(-1)  # (N, K)
+    log_normal = -sq / (2 * torch.exp(2 * log_std)) - 2 * log_std - math.log(2 * math.pi)
+    return -torch.logsumexp(torch.log_softmax(logits, 0) + log_normal, 1).mean().item()
+
+
+@register("divergences.mixture_mle")
+def _mixture_mle(logits, means, log_std, losses):
+    import torch
+
+    from gencourse import data
+
+    from ._training import expect_losses_went_down, expect_target
+
+    expect_losses_went_down(losses)
+    for name, t in (("logits", logits), ("means", means), ("log_std", log_std)):
+        expect(isinstance(t, torch.Tensor) and t.is_floating_point(), f"{name} must be a float tensor, got {type(t).__name__}")
+    lo, mu, ls = (t.detach().double() for t in (logits, means, log_std))
+    K = lo.shape[0] if lo.ndim == 1 else -1
+    expect(lo.ndim == 1 and tuple(mu.shape) == (K, 2) and tuple(ls.shape) == (K,),
+           f"shapes {tuple(lo.shape)}, {tuple(mu.shape)}, {tuple(ls.shape)}: expected logits (K,), means (K, 2), log_std (K,)")
+    expect(K <= MIXTURE_MAX_K, f"K = {K} components: at most {MIXTURE_MAX_K} are allowed")
+    ring = data.toy("ring", **MIXTURE_RING)
+    x = ring.sample(5000, generator=torch.Generator().manual_seed(3)).double()
+    nll = mixture_nll(lo, mu, ls, x)
+    H = -ring.log_prob(x).mean().item()
+    expect(math.isfinite(nll), f"the held-out negative log-likelihood is {nll}")
+    spread = ls.exp().max().item()
+    expect(spread < 3.0, f"a component has standard deviation {spread:.3g}, wider than the ring itself: did you drop "
+           "the -2 log sigma term of the Gaussian's log-density? Without it a wider Gaussian always looks better")
+    expect_target(nll - H, MIXTURE_TARGET_EXCESS,
+                  what=f"held-out NLL of your mixture minus the ring's own ({nll:.4f} - {H:.4f} nats)",
+                  hint="log q is the logsumexp over components of log pi_k + log N(x; mu_k, sigma_k^2 I); "
+                       "use more components or steps, or start the means on data points")

@@ -159,3 +159,82 @@ def _gradient_penalty(gradient_penalty):
     got.backward()
     expect(net[1].weight.grad is not None and bool(net[1].weight.grad.abs().sum() > 0),
            "backward() through the penalty gave no gradient to the critic: use create_graph=True")
+
+
+def _w1_cdf(x, a, y, b):
+    import torch
+
+    t, order = torch.cat([x, y]).sort()
+    gap = torch.cumsum(torch.cat([a, -b])[order], 0)[:-1]
+    return float((gap.abs() * (t[1:] - t[:-1])).sum())
+
+
+@register("optimal_transport.w1_weighted_1d")
+def _w1_weighted_1d(w1_weighted_1d):
+    import torch
+
+    from gencourse import transport
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(5, generator=g, dtype=torch.float64)
+    y = torch.randn(7, generator=g, dtype=torch.float64) + 0.5
+    a = torch.softmax(torch.randn(5, generator=g, dtype=torch.float64), 0)
+    b = torch.softmax(torch.randn(7, generator=g, dtype=torch.float64), 0)
+    got = w1_weighted_1d(x, a, y, b)
+    expect(isinstance(got, float), f"return a Python float (float(...)), got {type(got).__name__}")
+    ref = float(transport.wasserstein(x[:, None], y[:, None], p=1, a=a, b=b))
+    t, order = torch.cat([x, y]).sort()
+    signed = float((torch.cumsum(torch.cat([a, -b])[order], 0)[:-1] * (t[1:] - t[:-1])).sum())
+    diagnose(got, ref, {
+        "the absolute value is missing: without it the integral of F_alpha - F_beta is the difference of the means": signed,
+        "the weights are ignored: F_alpha jumps by a_i at x_i, not by 1/n": _w1_cdf(x, torch.full((5,), 0.2, dtype=torch.float64), y, torch.full((7,), 1 / 7, dtype=torch.float64)),
+        "this is the integral of (F_alpha - F_beta)^2 (the Cramér distance), not of |F_alpha - F_beta|":
+            float((torch.cumsum(torch.cat([a, -b])[order], 0)[:-1] ** 2 * (t[1:] - t[:-1])).sum()),
+        "sort the points of both measures together (keeping each weight with its point) before summing over the gaps":
+            float((torch.cumsum(torch.cat([a, -b]), 0)[:-1].abs() * (torch.cat([x, y]).diff()).abs()).sum()),
+    }, what="w1_weighted_1d(x, a, y, b)", rtol=1e-9, atol=1e-12,
+        hint="sort the union of the points; between consecutive points t_k < t_{k+1} both CDFs are constant: "
+             "sum |F_alpha(t_k) - F_beta(t_k)| (t_{k+1} - t_k)")
+    same = w1_weighted_1d(x, a, x.flip(0), a.flip(0))
+    expect_close(same, 0.0, what="W1 between a measure and itself (points given in another order)", atol=1e-12)
+
+
+OT_GENERATOR_RING = {"n_modes": 8, "radius": 2.0, "std": 0.1}
+OT_GENERATOR_TARGET_W2 = 0.7
+OT_GENERATOR_MIN_SHARE = 0.05
+
+
+@register("optimal_transport.ot_generator")
+def _ot_generator(G, losses):
+    import math
+
+    import torch
+
+    from gencourse import data, transport
+
+    from ._training import expect_losses_went_down, expect_target
+
+    expect_losses_went_down(losses)
+    with torch.no_grad():
+        x = G(torch.randn(2000, 2, generator=torch.Generator().manual_seed(1)))
+    expect(isinstance(x, torch.Tensor), f"G(z) must return a tensor, got {type(x).__name__}")
+    expect_shape(x, (2000, 2), what="G(z) for z of shape (2000, 2)")
+    x = x.double()
+    expect(bool(torch.isfinite(x).all()), "G(z) has non-finite values")
+    ring = data.toy("ring", **OT_GENERATOR_RING)
+    y = ring.sample(2000, generator=torch.Generator().manual_seed(2)).double()
+    w2 = float(transport.wasserstein(x, y, p=2))
+    angles = torch.arange(8, dtype=torch.float64) * 2 * math.pi / 8
+    modes = 2.0 * torch.stack([angles.cos(), angles.sin()], 1)
+    share = torch.bincount(torch.cdist(x, modes).argmin(1), minlength=8).double() / len(x)
+    spread = float(x.std(0).sum())
+    expect(spread > 0.5, f"the samples G(z) hardly spread (standard deviations {x.std(0).tolist()}): the generator "
+           "collapsed to the middle; match the generated points to the data points by the OPTIMAL plan, "
+           "not by their index in the batch (that is the independent coupling, whose best answer is the mean)")
+    expect_target(w2, OT_GENERATOR_TARGET_W2, what="W2 between 2,000 samples of G and of the ring")
+    if share.min() < OT_GENERATOR_MIN_SHARE and math.isfinite(w2):
+        from ._training import profile
+
+        if profile() != "smoke":
+            expect(False, f"the shares of samples nearest each mode are {[round(v, 3) for v in share.tolist()]}: "
+                   f"each of the eight modes must receive at least {OT_GENERATOR_MIN_SHARE:.0%}")

@@ -142,3 +142,90 @@ def _conditional_decoder_input(conditional_decoder_input):
         raise AssertionError("put the code first and the one-hot class after it: [z ; onehot(y)]")
     expect_close(got, expected, what="conditional_decoder_input(z, y, 10)", rtol=1e-6, atol=1e-7,
                  hint="torch.cat([z, one_hot(y, 10).float()], dim=1)")
+
+
+def _elbo_gap_reference(x, W, b, sigma2, m, logvar):
+    """log p(x) - ELBO(q) for the linear-Gaussian model, from its exact marginal and closed-form ELBO."""
+    import torch
+
+    D, d = W.shape
+    marginal = torch.distributions.MultivariateNormal(b, W @ W.T + sigma2 * torch.eye(D, dtype=W.dtype))
+    resid = x - b - m @ W.T
+    expected_log_lik = -0.5 * D * math.log(2 * math.pi * sigma2) - ((resid**2).sum(1) + (logvar.exp() * (W**2).sum(0)).sum(1)) / (2 * sigma2)
+    kl_prior = 0.5 * (m**2 + logvar.exp() - logvar - 1).sum(1)
+    return marginal.log_prob(x) - (expected_log_lik - kl_prior), kl_prior
+
+
+@register("vae.elbo_gap")
+def _elbo_gap(elbo_gap):
+    import torch
+
+    g = torch.Generator().manual_seed(6)
+    D, d, N = 4, 2, 3
+    W = torch.randn(D, d, generator=g, dtype=torch.float64)
+    b = torch.randn(D, generator=g, dtype=torch.float64)
+    sigma2 = 0.5
+    x = 2 * torch.randn(N, D, generator=g, dtype=torch.float64)
+    m = torch.randn(N, d, generator=g, dtype=torch.float64)
+    logvar = torch.randn(N, d, generator=g, dtype=torch.float64) - 1
+    got = elbo_gap(x, W, b, sigma2, m, logvar)
+    expect(isinstance(got, torch.Tensor), f"return a tensor, got {type(got).__name__}")
+    expect_shape(got, (N,), what=f"elbo_gap for x of shape ({N}, {D})")
+    ref, kl_prior = _elbo_gap_reference(x, W, b, sigma2, m, logvar)
+    # the reverse direction, KL(p(z|x) || q)
+    M = W.T @ W + sigma2 * torch.eye(d, dtype=torch.float64)
+    post_mean = torch.linalg.solve(M, W.T @ (x - b).T).T
+    post_cov = sigma2 * torch.linalg.inv(M)
+    var_q = logvar.exp()
+    reverse = 0.5 * ((torch.diagonal(post_cov) / var_q).sum(1) + ((post_mean - m) ** 2 / var_q).sum(1) - d
+                     + logvar.sum(1) - torch.logdet(post_cov))
+    _diagnose(got, {
+        "this is KL(q || p(z)), the KL term of the ELBO: the gap is the KL from q to the POSTERIOR p(z | x)": kl_prior,
+        "the KL has the wrong direction: log p(x) - ELBO(q) = KL(q || p(z | x)), not KL(p(z | x) || q)": reverse,
+        "the sign is flipped: the ELBO is below log p(x), so the gap is >= 0": -ref,
+    }, "elbo_gap", expected=ref)
+    expect_close(got, ref, what="elbo_gap(x, W, b, sigma2, m, logvar)", rtol=1e-6, atol=1e-8,
+                 hint="the gap is KL(q || p(z | x)) with p(z | x) = N(M^{-1} W^T (x - b), sigma2 M^{-1}), M = W^T W + sigma2 I")
+
+
+VAE_TARGET_NEG_ELBO = 130.0
+VAE_LATENT = 16
+
+
+@register("vae.train_vae")
+def _train_vae(encode, decode, losses):
+    import torch
+    import torch.nn.functional as F
+
+    from gencourse import data
+
+    from ._training import expect_losses_went_down, expect_target
+
+    expect_losses_went_down(losses)
+    x = data.mnist("test").tensors[0]
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        out = encode(x)
+        expect(isinstance(out, tuple) and len(out) == 2, f"encode(x) must return a tuple (mu, logvar), got {type(out).__name__}")
+        mu, logvar = out
+        for name, t in (("mu", mu), ("logvar", logvar)):
+            expect(isinstance(t, torch.Tensor) and tuple(t.shape) == (len(x), VAE_LATENT),
+                   f"{name} must have shape (B, {VAE_LATENT}), got {tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")
+        mu, logvar = mu.double(), logvar.double()
+        kl = 0.5 * (mu**2 + logvar.exp() - logvar - 1).sum(1)
+        z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=g, dtype=torch.float64)
+        logits = decode(z.float())
+    expect(isinstance(logits, torch.Tensor), f"decode(z) must return a tensor, got {type(logits).__name__}")
+    expect_shape(logits, tuple(x.shape), what="decode(z)")
+    rec = F.binary_cross_entropy_with_logits(logits.double(), x.double(), reduction="none").flatten(1).sum(1)
+    neg_elbo = (rec + kl).mean().item()
+    expect(math.isfinite(neg_elbo), f"the held-out negative ELBO is {neg_elbo}")
+    kl_mean, rec_mean = kl.mean().item(), rec.mean().item()
+    expect(kl_mean > 1.0, f"the KL term is {kl_mean:.3g} nats per image on held-out digits: the posterior collapsed onto "
+           "the prior, the code carries no information. Is the reconstruction term SUMMED over the 784 pixels "
+           "(a per-pixel mean weighs the KL 784 times too much)?")
+    expect(kl_mean < 200, f"the KL term is {kl_mean:.3g} nats per image: far too large. Does the loss ADD beta * KL "
+           "to the reconstruction term (the negative ELBO), rather than subtract it?")
+    expect_target(neg_elbo, VAE_TARGET_NEG_ELBO,
+                  what=f"held-out negative ELBO per image (reconstruction {rec_mean:.1f} + KL {kl_mean:.1f})",
+                  hint="train longer or with a wider network; check the loss is BCE summed over pixels + KL")
