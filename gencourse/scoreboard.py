@@ -51,7 +51,7 @@ import torch
 
 from . import config, data, density, metrics
 from .models import gan
-from .recipes import dcgan, vae
+from .recipes import dcgan, vae, wgan
 from .recipes import diffusion as ddpm
 
 __all__ = [
@@ -293,6 +293,13 @@ def _cvae_entry(n: int, generator: torch.Generator) -> Samples:
 @register("DCGAN", chapter="07", value_range="pm1", description="DCGAN for 28x28, ngf = ndf = 16, EMA of G")
 def _dcgan_entry(n: int, generator: torch.Generator) -> Samples:
     modules, history = dcgan.dcgan_mnist("dcgan", progress=False)
+    x = gan.generate(modules["G_ema"], n, generator=generator).clamp(-1, 1)
+    return Samples(x, history.seconds)
+
+
+@register("WGAN-GP", chapter="08", value_range="pm1", description="DCGAN generator + critic without batch norm, ngf = ndf = 16, EMA of G")
+def _wgan_entry(n: int, generator: torch.Generator) -> Samples:
+    modules, history = wgan.wgan_mnist("wgan", progress=False)
     x = gan.generate(modules["G_ema"], n, generator=generator).clamp(-1, 1)
     return Samples(x, history.seconds)
 

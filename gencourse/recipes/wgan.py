@@ -90,7 +90,7 @@ def train_wgan(modules: dict, settings: dict, progress: bool = True) -> train.Hi
     mean over its ``n_critic`` steps), ``gp``, ``loss_critic`` and ``loss_G``. ``history.info``
     holds ``cpu_seconds`` (training, without the checkpoints' FIDs) and ``checkpoints``: a list of
     ``{"step", "fid", "w1"}`` (FID of ``n_fid`` samples of the EMA generator; ``w1`` averaged over
-    the last tenth of the steps before the checkpoint).
+    the last tenth of the steps up to the checkpoint).
     """
     G, critic, ema, record = modules["G"], modules["critic"], modules["_ema"], modules["record"]
     device = next(G.parameters()).device
@@ -118,12 +118,12 @@ def train_wgan(modules: dict, settings: dict, progress: bool = True) -> train.Hi
         if i in snap_steps:
             record.images[snap_steps.index(i)] = gan.generate(ema.module, z=z_fixed).to(device)
             record.steps[snap_steps.index(i)] = i
+        w1s.append(out["w1"])
         if i in check_steps:
             start = time.process_time()
             window = max(1, steps // 10)
             checkpoints.append({"step": i, "fid": _fid(ema.module, z_fid), "w1": sum(w1s[-window:]) / len(w1s[-window:])})
             eval_seconds += time.process_time() - start
-        w1s.append(out["w1"])
         return out
 
     w1s: list = []
