@@ -13,6 +13,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from . import data
+
 __all__ = ["image_grid", "loss_curves", "scatter2d", "density2d", "moving_average", "transport_plan",
            "book_style", "PAGE_WIDTH"]
 
@@ -57,9 +59,8 @@ def image_grid(
     if value_range not in ("auto", "01", "pm1"):
         raise ValueError(f"value_range must be 'auto', '01' or 'pm1', got {value_range!r}")
     x = x.detach().float().cpu()
-    if value_range == "pm1" or (value_range == "auto" and x.min() < 0):
-        x = (x + 1) / 2
-    x = x.clamp(0, 1)
+    pm1 = value_range == "pm1" or (value_range == "auto" and x.min() < 0)
+    x = data.from_pm1(x, strict=False) if pm1 else x.clamp(0, 1)
     B, C, H, W = x.shape
     nrow = nrow or math.ceil(math.sqrt(B))
     ncol = math.ceil(B / nrow)

@@ -173,8 +173,8 @@ def test_kid_matches_brute_force_double_loop():
 def test_kid_block_sums_match_small_chunks():
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(50, 4, generator=g), torch.randn(30, 4, generator=g)
-    full = M._kernel_sums(x.double(), y.double(), M.polynomial_kernel, chunk=4096)
-    assert math.isclose(M._kernel_sums(x.double(), y.double(), M.polynomial_kernel, chunk=7), full, rel_tol=1e-12)
+    full = M.fid._kernel_sums(x.double(), y.double(), M.polynomial_kernel, chunk=4096)
+    assert math.isclose(M.fid._kernel_sums(x.double(), y.double(), M.polynomial_kernel, chunk=7), full, rel_tol=1e-12)
 
 
 def test_kid_is_unbiased_and_the_v_statistic_is_not():
