@@ -1,8 +1,8 @@
 """Tests for gencourse.grading: exercise generation, in-notebook checks and the autograder.
 
 Everything runs on a tiny self-contained solution notebook (plain Python, no torch), built here
-with nbformat. Grading starts a Jupyter kernel per submission (a few seconds each), so broken
-variants are combined into few submissions; the whole file takes well under a minute and a half.
+with nbformat. Grading starts two processes per submission (a few seconds), so broken variants
+are combined into few submissions. The attacks of a cheating student: test_grading_attacks.py.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from gencourse.grading import (
 )
 from gencourse.grading.__main__ import main as cli_main
 from gencourse.grading.generate import MarkupError, clear_source, notebook_to_text, read_notebook
-from gencourse.grading.grader import _kernel_env, format_report
+from gencourse.grading.grader import format_report
+from gencourse.grading.report import report_name
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "99_toy.ipynb"
@@ -169,9 +170,10 @@ def test_generated_exercise_has_stubs_no_hidden_tests_and_no_outputs(course):
             assert cell.outputs == [] and cell.execution_count is None
             assert "execution" not in cell.metadata
     # nbgrader metadata and cell ids are kept
-    assert cells["test_cube"].metadata.nbgrader == {
-        "solution": False, "grade": True, "locked": True, "grade_id": "test_cube", "points": 2,
-        "schema_version": 3}
+    meta = dict(cells["test_cube"].metadata.nbgrader)
+    assert len(meta.pop("checksum")) == 32 and meta.pop("cell_type") == "code"  # as nbgrader's release
+    assert meta == {"solution": False, "grade": True, "locked": True, "grade_id": "test_cube", "points": 2,
+                    "schema_version": 3}
     assert cells["cube"].metadata.nbgrader["solution"] is True
     assert [c.get("id") for c in ex.cells] == [c.get("id") for c in solution_notebook().cells]
     # Jupyter's own format: indent 1, non-ASCII kept, trailing newline
@@ -227,8 +229,10 @@ def test_check_success_failure_and_not_implemented(capsys):
         expect_close(square(-2), 4, what="square(-2)", hint="a square is never negative")
         expect(square(0) == 0, "square(0) should be 0")
 
-    assert check("test.square", lambda x: x * x) is True
+    assert check("test.square", lambda x: x * x) == True  # noqa: E712 - a true value Jupyter does not show
     assert capsys.readouterr().out.strip() == "✔ test.square: 3 checks passed"
+    assert hasattr(check("test.square", lambda x: x * x), "_ipython_display_")
+    capsys.readouterr()
 
     with pytest.raises(AssertionError, match=r"square\(-2\) = -4, expected 4 \(hint: a square is never negative\)"):
         check("test.square", lambda x: x * abs(x))
@@ -258,12 +262,13 @@ def test_expect_close_arrays():
         check("test.vec", lambda v: [2.0, 5.0])
 
 
-def test_kernel_env_defaults_to_smoke(monkeypatch):
-    monkeypatch.delenv("GENCOURSE_PROFILE", raising=False)
-    assert _kernel_env(None)["GENCOURSE_PROFILE"] == "smoke"
-    assert _kernel_env({"GENCOURSE_PROFILE": "cpu"})["GENCOURSE_PROFILE"] == "cpu"
-    monkeypatch.setenv("GENCOURSE_PROFILE", "gpu")
-    assert _kernel_env(None)["GENCOURSE_PROFILE"] == "gpu"
+def test_check_called_without_the_function_blames_the_call():
+    @register("test.one")
+    def _(f):
+        expect(f(1) == 1, "f(1) should be 1")
+
+    with pytest.raises(TypeError, match=r"check\('test.one', ...\) was called wrongly: it takes f"):
+        check("test.one")
 
 
 # ---------------------------------------------------------------------------------- grading
@@ -308,7 +313,7 @@ def test_syntax_error_and_infinite_loop_cost_only_their_question(course, tmp_pat
     assert q["test_halve"]["status"] == "passed"
     assert report["total"] == 3 and report["max_total"] == 6
     assert _stat(path) == before and sorted(p.name for p in path.parent.iterdir()) == listing
-    saved = json.loads((tmp_path / "reports" / "99_toy.json").read_text())
+    saved = json.loads((tmp_path / "reports" / report_name(path)).read_text())
     assert saved["total"] == 3 and set(saved) >= {"submission", "solution", "total", "max_total",
                                                   "questions", "started", "duration_s"}
     assert set(saved["questions"][0]) >= {"grade_id", "points", "max_points", "status", "message"}
@@ -358,7 +363,7 @@ def test_exception_and_dead_kernel(course):
     report = grade(path, course / "solutions", timeout=30)
     q = _by_gid(report)
     assert q["test_square"]["status"] == "error" and q["test_square"]["message"] == "ValueError: boom"
-    assert q["test_cube"]["status"] == "error" and "kernel died" in q["test_cube"]["message"]
+    assert q["test_cube"]["status"] == "error" and "died during the call" in q["test_cube"]["message"]
     # the kernel was restarted and the earlier cells (import math) replayed
     assert q["test_halve"]["status"] == "passed", q["test_halve"]
     assert report["total"] == 3 and report["kernel_restarts"] == 1
@@ -370,7 +375,7 @@ def test_loop_that_ignores_interrupts_restarts_the_kernel(course):
                "        except KeyboardInterrupt:\n            pass")
     path = make_submission(course, "swallow", answers={"square": swallow, "cube": GOOD["cube"],
                                                        "halve": GOOD["halve"]})
-    report = grade(path, course / "solutions", timeout=2)
+    report = grade(path, course / "solutions", timeout=2, grace=1)
     q = _by_gid(report)
     assert q["test_square"]["status"] == "timeout"
     assert "did not stop when interrupted" in q["test_square"]["message"]
@@ -450,7 +455,7 @@ def test_cli_bad_inputs_are_reported_and_the_rest_graded(course, tmp_path, capsy
     report = json.loads(out)
     assert report["total"] == 0 and report["max_total"] == 6
     assert Path(report["solution"]).resolve() == (course / "solutions" / NAME).resolve()
-    assert sorted(p.name for p in reports.iterdir()) == ["99_toy.json"]
+    assert sorted(p.name for p in reports.iterdir()) == [report_name(good)]
 
 
 @pytest.mark.parametrize("qid", ["generative_models.exp_icdf", "divergences.js_divergence", "diffusion.q_sample", "diffusion.ddpm_loss", "diffusion.ddpm_step",
@@ -461,3 +466,94 @@ def test_a_chapter_question_left_as_a_stub_is_reported_as_not_implemented(qid):
 
     with pytest.raises(AssertionError, match="not implemented yet"):
         check(qid, stub)
+
+
+# ------------------------------------------------------------------- defects of a broken submission
+
+
+def test_generated_exercise_has_nbgrader_locks(course):
+    cells = _cells_by_id(read_notebook(course / "exercises" / NAME))
+    for gid in ("square", "cube", "halve", "why"):
+        assert cells[gid].metadata["deletable"] is False and "editable" not in cells[gid].metadata
+    for gid in POINTS:
+        assert cells[gid].metadata["deletable"] is False and cells[gid].metadata["editable"] is False
+    assert "deletable" not in cells["setup"].metadata
+
+
+def test_moved_answer_wrong_signature_and_failed_hidden_assert_say_what_is_wrong(course):
+    path = make_submission(
+        course, "misplaced",
+        answers={"square": "def square(x):\n    return x", "cube": "def cube(x, y):\n    return x ** 3"},
+        drop=("halve",),
+        extra=[(99, GOOD["halve"])],  # the answer cell of halve, but after its test
+    )
+    nb = read_notebook(path)  # put the moved cell back under the answer's grade id
+    nb.cells[-1].metadata["nbgrader"] = {"solution": True, "grade": False, "locked": False, "grade_id": "halve",
+                                         "schema_version": 3}
+    path.write_text(notebook_to_text(nb), encoding="utf-8")
+    q = _by_gid(grade(path, course / "solutions", timeout=30))
+    # what came and what was expected, not the test's source
+    assert q["test_square"]["status"] == "failed"
+    assert q["test_square"]["message"].startswith("AssertionError: got 3; expected 9")
+    assert "square(" not in q["test_square"]["message"]
+    assert "expected the signature cube(x)" in q["test_cube"]["message"]
+    assert "comes after its test cell" in q["test_halve"]["message"] and "NameError" not in q["test_halve"]["message"]
+
+
+def test_a_notebook_of_another_chapter_is_said_to_match_no_exercise(course):
+    folder = course / "empty"
+    folder.mkdir(exist_ok=True)
+    nbformat.write(new_notebook(cells=[new_code_cell("x = 1")]), folder / NAME)
+    report = grade(folder / NAME, course / "solutions", timeout=30)
+    assert report["total"] == 0
+    assert any("matches none of the exercises" in w for w in report["warnings"])
+
+
+MANY = 5  # more deaths than the old limit of restarts
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory):
+    root = tmp_path_factory.mktemp("many")
+    cells = []
+    for k in range(1, MANY + 1):
+        cells.append(_answer(f"f{k}", f"def f{k}(x):\n    ### BEGIN SOLUTION\n    return x + {k}\n    ### END SOLUTION"))
+        cells.append(_test(f"test_f{k}", f"assert f{k}(1) == {k + 1}", 1))
+    (root / "solutions").mkdir()
+    nbformat.write(new_notebook(cells=cells), root / "solutions" / "97_many.ipynb")
+    generate_all(root / "solutions", root / "exercises")
+    return root
+
+
+def test_every_kernel_death_costs_only_its_question(many):
+    nb = read_notebook(many / "exercises" / "97_many.ipynb")
+    answers = {"f1": "import os\nos._exit(3)\ndef f1(x):\n    return x + 1"}  # dies in the answer cell
+    answers.update({f"f{k}": f"import os\ndef f{k}(x):\n    os._exit(1)" for k in range(2, MANY)})  # in the test
+    answers[f"f{MANY}"] = f"def f{MANY}(x):\n    return x + {MANY}"
+    for cell in nb.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid in answers:
+            cell.source = answers[gid]
+    path = many / "sub" / "97_many.ipynb"
+    path.parent.mkdir()
+    path.write_text(notebook_to_text(nb), encoding="utf-8")
+    report = grade(path, many / "solutions", timeout=30)
+    q = _by_gid(report)
+    assert q[f"test_f{MANY}"]["status"] == "passed" and report["total"] == 1, report["questions"]
+    assert "died" in q["test_f1"]["message"] and "died during the call" in q["test_f2"]["message"]
+    assert report["kernel_restarts"] >= MANY - 1
+
+
+def test_reports_are_unique_per_path_and_a_replaced_one_is_said(course, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    a = make_submission(course, "alice", answers={"square": GOOD["square"]})
+    b = make_submission(course, "bob", answers={"cube": GOOD["cube"]})
+    reports = tmp_path / "reports"
+    assert cli_main(["grade", str(a), str(b), "--report-dir", str(reports), "--timeout", "30"]) == 0
+    names = sorted(p.name for p in reports.iterdir())
+    assert names == sorted([report_name(a), report_name(b)]) and len(set(names)) == 2
+    totals = sorted(json.loads(p.read_text())["total"] for p in reports.iterdir())
+    assert totals == [1, 2]
+    capsys.readouterr()
+    assert cli_main(["grade", str(a), "--report-dir", str(reports), "--timeout", "30"]) == 0
+    assert "replaced the earlier report" in capsys.readouterr().out

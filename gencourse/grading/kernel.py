@@ -52,11 +52,21 @@ def _exc_info(exc: BaseException) -> dict:
     }
 
 
+class _Capped(io.StringIO):
+    """A StringIO that keeps the first ``_TEXT_MAX`` characters and drops the rest."""
+
+    def write(self, text):
+        room = _TEXT_MAX + 1 - self.tell()
+        if room > 0:
+            super().write(str(text)[:room])
+        return len(text)
+
+
 class _Capture:
     """Collect what Python code prints (sys.stdout / sys.stderr) while a cell runs."""
 
     def __enter__(self):
-        self.buf = io.StringIO()
+        self.buf = _Capped()
         self.saved = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = self.buf
         return self
