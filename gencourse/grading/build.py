@@ -430,10 +430,12 @@ def build_plan(submission_nb, solution_nb, *, solution_name: str = "solution") -
                 source = built[answer_at[aid]].get("source", "")
                 q.forbidden_calls += [n for n in forbidden_references(source, q.forbid) if n not in q.forbidden_calls]
 
+    forbid_of_answer = {aid: q.forbid for q in questions.values() for aid in q.answer_ids}
     cells = []
     for cell in built:
         kind = cell.get("cell_type")
         cells.append({
+            "forbid": forbid_of_answer.get(grade_id(cell), []) if is_answer(cell) else [],
             "kind": "test" if is_test(cell) else ("student" if kind == "code" else "markdown"),
             "source": cell.get("source", ""),
             "grade_id": grade_id(cell),

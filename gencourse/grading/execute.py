@@ -286,7 +286,7 @@ class Worker:
         proc = self.student
         source = self.plan["cells"][j]["source"]
         try:
-            proc.send(b"E", json.dumps({"source": source}).encode())
+            proc.send(b"E", json.dumps({"source": source, "forbid": self.plan["cells"][j].get("forbid", [])}).encode())
             frame = proc.read(time.monotonic() + self.timeout, accept=(b"D",))
             if frame is not None:
                 return _json(frame[1])

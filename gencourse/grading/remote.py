@@ -464,27 +464,77 @@ class Channel:
         return body[:1], body[1:]
 
 
-def _pickle_args(obj) -> bytes:
-    """Plain pickle when it can (fast, in C); cloudpickle for lambdas and local functions."""
+def _grad_tracker(base):
+    """A pickler class that sends every tensor requiring a gradient (a parameter of a module
+    in a closure, say) by reference, so that both sides know them as the same list."""
+
+    class Tracker(base):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.grad_tensors: list = []
+            self.seen: dict[int, int] = {}
+
+        def persistent_id(self, o):
+            torch = _torch()
+            if torch is not None and type(o) in (torch.Tensor, torch.nn.Parameter) and o.requires_grad:
+                if id(o) not in self.seen:
+                    self.seen[id(o)] = len(self.grad_tensors)
+                    self.grad_tensors.append(o)
+                return ("g", self.seen[id(o)])
+            return None
+
+    return Tracker
+
+
+def pickle_args(obj) -> tuple[bytes, list]:
+    """``obj`` pickled (plain pickle when it can, cloudpickle for lambdas and local functions),
+    and the tensors requiring a gradient that it holds (sent apart, see :func:`unpickle_args`)."""
+    import io
     import pickle
 
-    try:
-        return pickle.dumps(obj, protocol=5)
-    except Exception:  # noqa: BLE001 - PicklingError, AttributeError, TypeError: by value then
-        pass
-    import cloudpickle
+    for base in ("pickle", "cloudpickle"):
+        if base == "pickle":
+            cls = _grad_tracker(pickle.Pickler)
+        else:
+            import cloudpickle
 
-    class P(cloudpickle.CloudPickler):
-        def reducer_override(self, o):
-            if isinstance(o, StudentFunction):
-                return StudentRef, (o._name,)
-            return super().reducer_override(o)
+            cls = _grad_tracker(cloudpickle.CloudPickler)
+        buf = io.BytesIO()
+        p = cls(buf, protocol=5)
+        try:
+            p.dump(obj)
+        except Exception:  # noqa: BLE001 - PicklingError, AttributeError, TypeError: by value then
+            if base == "cloudpickle":
+                raise
+            continue
+        leaves = [(t.detach(), isinstance(t, _torch().nn.Parameter)) for t in p.grad_tensors]
+        side = pickle.dumps(leaves, protocol=5)
+        return len(side).to_bytes(8, "big") + side + buf.getvalue(), p.grad_tensors
+    raise AssertionError("unreachable")
 
+
+def unpickle_args(data: bytes):
+    """``(obj, grad_tensors)`` on the student side: the tensors that required a gradient are
+    fresh leaves that require one, each the same object wherever ``obj`` holds it."""
     import io
+    import pickle
 
-    buf = io.BytesIO()
-    P(buf, protocol=5).dump(obj)
-    return buf.getvalue()
+    n = int.from_bytes(data[:8], "big")
+    leaves = pickle.loads(data[8 : 8 + n])
+    torch = _torch()
+    tensors = []
+    for t, is_param in leaves:
+        tensors.append(torch.nn.Parameter(t) if is_param else t.requires_grad_(True))
+
+    class Loader(pickle.Unpickler):
+        def persistent_load(self, pid):
+            return tensors[pid[1]]
+
+    return Loader(io.BytesIO(data[8 + n :])).load(), tensors
+
+
+def _pickle_args(obj) -> bytes:
+    return pickle_args(obj)[0]
 
 
 def _reply(kind: bytes, body: bytes):
@@ -518,11 +568,11 @@ class StudentFunction:
     def __call__(self, *args, **kwargs):
         torch = _torch()
         mutable = _flat_args(args, kwargs)
-        grad_inputs = []
         grad_enabled = torch is not None and torch.is_grad_enabled()
-        if grad_enabled:
-            grad_inputs = [v for k, v in _flat_args(args, kwargs) if _is_tensor(v) and v.requires_grad]
-        payload = _pickle_args((self._name, args, kwargs, [k for k, _ in mutable], bool(grad_inputs), grad_enabled))
+        payload, grad_inputs = pickle_args((self._name, args, kwargs, [k for k, _ in mutable], grad_enabled,
+                                            grad_enabled))
+        if not grad_enabled:
+            grad_inputs = []
         kind, body = self._channel.request("call", payload)
         if kind == b"E":
             info = json.loads(body.decode("utf-8"))
