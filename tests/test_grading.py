@@ -557,3 +557,51 @@ def test_reports_are_unique_per_path_and_a_replaced_one_is_said(course, tmp_path
     capsys.readouterr()
     assert cli_main(["grade", str(a), "--report-dir", str(reports), "--timeout", "30"]) == 0
     assert "replaced the earlier report" in capsys.readouterr().out
+
+
+def test_visible_check_applies_the_hidden_tests_contract():
+    import numpy as np
+    import torch
+
+    def ks(dtype):
+        def ks_statistic(samples, cdf):
+            x = samples.flatten().sort().values.to(dtype)
+            n = x.numel()
+            F = cdf(x).to(dtype)
+            i = torch.arange(1, n + 1, dtype=dtype)
+            return torch.maximum(i / n - F, F - (i - 1) / n).max().item()
+
+        return ks_statistic
+
+    assert check("generative_models.ks_statistic", ks(torch.float64))
+    with pytest.raises(AssertionError, match="float64"):
+        check("generative_models.ks_statistic", ks(torch.float32))
+    with pytest.raises(AssertionError, match="should be a torch.Tensor .* got numpy.ndarray"):
+        check("generative_models.exp_icdf", lambda u, rate: -np.log1p(-u.numpy()) / rate)
+
+
+@pytest.mark.parametrize("qid", ["gans.discriminator_step", "dcgan.generator_block", "optimal_transport.gradient_penalty"])
+def test_checks_leave_the_global_random_state_alone(qid):
+    import random
+
+    import numpy as np
+    import torch
+
+    from gencourse import train, transport
+
+    answers = {
+        "gans.discriminator_step": lambda G, D, opt, x, z: train.d_step(G, D, opt, x, z),
+        "dcgan.generator_block": lambda a, b: torch.nn.Sequential(
+            torch.nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False), torch.nn.BatchNorm2d(b), torch.nn.ReLU()),
+        "optimal_transport.gradient_penalty": lambda critic, xr, xf, u: transport.gradient_penalty(critic, xr, xf, u=u),
+    }
+    torch.manual_seed(123)
+    np.random.seed(7)
+    random.seed(5)
+    before = torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
+    try:
+        check(qid, answers[qid])
+    except AssertionError:
+        pass  # the verdict does not matter here, only the random state
+    assert torch.equal(torch.get_rng_state(), before[0])
+    assert (np.random.get_state()[1] == before[1]).all() and random.getstate() == before[2]
