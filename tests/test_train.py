@@ -162,3 +162,36 @@ def test_checkpoint_path_without_the_profile(monkeypatch, tmp_path):
     a = train.checkpoint_path("net", {"x": 1}, per_profile=False)
     assert a == train.checkpoint_path("net", {"x": 1}, profile="cpu", per_profile=False)
     assert "smoke" not in a.name and a.name.startswith("net-")
+
+
+def test_ddpm_train_step_is_algorithm_1_with_label_dropout():
+    from gencourse import diffusion
+
+    sched = diffusion.linear_schedule(50)
+    x0 = torch.randn(4, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([1, 2, 3, 0])
+
+    class Eps(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.tensor(0.5))
+            self.emb = nn.Parameter(torch.zeros(5))
+
+        def forward(self, x_t, t, y=None):
+            return self.w * x_t + (0 if y is None else self.emb[y].view(-1, 1, 1, 1))
+
+    a, b = Eps(), Eps()
+    opt_a, opt_b = torch.optim.SGD(a.parameters(), lr=1.0), torch.optim.SGD(b.parameters(), lr=1.0)
+    ema = train.EMA(a, decay=0.5, warmup=False)
+    out = train.ddpm_train_step(a, opt_a, x0, sched.alpha_bar, y=y, p_uncond=0.5, null_label=4, lr=0.1, ema=ema,
+                                generator=torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)  # the same draws, in the same order: labels, then t and eps
+    y0 = diffusion.drop_labels(y, 0.5, 4, generator=g)
+    loss = diffusion.ddpm_loss(b, x0, sched.alpha_bar, y=y0, generator=g)
+    loss.backward()
+    for group in opt_b.param_groups:
+        group["lr"] = 0.1
+    opt_b.step()
+    assert out["loss"] == pytest.approx(loss.item())
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert opt_a.param_groups[0]["lr"] == 0.1 and ema.updates == 1
