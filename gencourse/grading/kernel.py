@@ -108,6 +108,7 @@ def _nanny() -> None:
 #: the forbidden library functions of the cell that compiled each code file name
 _FORBID_BY_FILE: dict[str, frozenset] = {}
 _FORBID_ALL: set[str] = set()
+_STUDENT_GLOBALS: list = []  # the namespace the student's cells run in
 
 
 def _forbidden_here(path: str) -> bool:
@@ -115,7 +116,7 @@ def _forbidden_here(path: str) -> bool:
     (code of unknown origin in the student's namespace counts as forbidding everything)."""
     frame = sys._getframe(2)
     while frame is not None:
-        if frame.f_globals.get("__name__") == "__main__":
+        if _STUDENT_GLOBALS and frame.f_globals is _STUDENT_GLOBALS[0]:
             forbid = _FORBID_BY_FILE.get(frame.f_code.co_filename)
             if forbid is None:
                 forbid = _FORBID_ALL
@@ -180,6 +181,7 @@ class StudentServer:
         config.HistoryManager.enabled = False
         self.shell = InteractiveShell.instance(config=config)
         self.ns = self.shell.user_ns
+        _STUDENT_GLOBALS[:] = [self.shell.user_global_ns]
         self.cell_forbid: frozenset = frozenset()
         cache = self.shell.compile.cache
 
