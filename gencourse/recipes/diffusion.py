@@ -142,7 +142,8 @@ def train_ddpm(model: DiffusionUNet, ema: train.EMA, settings: dict, *, progress
 
 def ddpm_mnist(name: str = "ddpm_cfg", *, retrain: bool | None = None, progress: bool = True, **overrides):
     """Chapter 12's trained model: loaded from the cache if it was trained before with the same
-    settings under the same profile, else trained (:func:`train_ddpm`) and cached.
+    settings under the same profile, else trained (:func:`train_ddpm`, on one CPU thread as in the
+    chapter) and cached.
 
     Returns ``(ema_model, schedule, history)``: the EMA of the weights (the model to sample from) in
     ``eval()`` mode on :func:`gencourse.config.device`, its :class:`~gencourse.diffusion.Schedule`, and
@@ -151,10 +152,11 @@ def ddpm_mnist(name: str = "ddpm_cfg", *, retrain: bool | None = None, progress:
     settings = ddpm_settings(name, **overrides)
     model = build_unet(settings)
     ema = train.EMA(model, decay=settings["ema_decay"])
-    history = train.load_or_train(
-        name, {"model": model, "ema": ema.module}, lambda: train_ddpm(model, ema, settings, progress=progress),
-        settings=settings, retrain=retrain,
-    )
+    with config.threads(1):  # as chapter 12 trains it: small network, many sequential steps
+        history = train.load_or_train(
+            name, {"model": model, "ema": ema.module}, lambda: train_ddpm(model, ema, settings, progress=progress),
+            settings=settings, retrain=retrain,
+        )
     return ema.module.eval(), make_schedule(settings), history
 
 
