@@ -229,30 +229,66 @@ def signatures(source: str) -> dict[str, str]:
             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
 
 
-def forbidden_references(source: str, forbid: list[str]) -> list[str]:
-    """The names of ``forbid`` that ``source`` refers to: ``gc.diffusion.ddim_step``,
-    ``from gencourse.diffusion import ddim_step``, ``getattr(gc.diffusion, "ddim_step")``."""
+def import_aliases(sources: list[str]) -> dict[str, str]:
+    """``{local name: module path}`` for the imports of these cells (``gc -> gencourse``,
+    ``F -> torch.nn.functional``, ``ae -> gencourse.models.autoencoder``)."""
+    aliases: dict[str, str] = {}
+    for source in sources:
+        tree = _parse(source)
+        for node in ast.walk(tree) if tree is not None else ():
+            if isinstance(node, ast.Import):
+                for a in node.names:
+                    aliases[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                for a in node.names:
+                    aliases[a.asname or a.name] = f"{node.module}.{a.name}"
+    return aliases
+
+
+def _dotted(node) -> str | None:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    return ".".join([node.id, *reversed(parts)])
+
+
+def forbidden_references(source: str, forbid: list[str], aliases: dict[str, str] | None = None) -> list[str]:
+    """The names of ``forbid`` that ``source`` refers to, resolving import aliases:
+    ``gc.diffusion.ddim_step``, ``from gencourse.diffusion import ddim_step``,
+    ``getattr(gc.diffusion, "ddim_step")`` (but not ``F.one_hot`` for ``gencourse...one_hot``)."""
     tree = _parse(source)
     if tree is None or not forbid:
         return []
+    aliases = {**(aliases or {}), **import_aliases([source])}
     by_name: dict[str, list[str]] = {}
     for path in forbid:
         by_name.setdefault(path.rpartition(".")[2], []).append(path)
     found: list[str] = []
 
-    def hit(name: str):
+    def hit(name: str, full: str | None):
         for path in by_name.get(name, []):
-            if path not in found:
+            if (full is None or full == path or (full.startswith("gencourse.") and full.endswith("." + name))) \
+                    and path not in found:
                 found.append(path)
 
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and node.attr in by_name:
-            hit(node.attr)
+            dotted = _dotted(node)
+            if dotted is None:
+                continue
+            root, _, rest = dotted.partition(".")
+            full = aliases.get(root, root) + ("." + rest if rest else "")
+            if full.startswith("gencourse"):
+                hit(node.attr, full)
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "gencourse":
             for alias in node.names:
-                hit(alias.name)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in by_name:
-            hit(node.value)
+                hit(alias.name, f"{node.module}.{alias.name}")
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr"
+              and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant) and node.args[1].value in by_name):
+            hit(node.args[1].value, None)
     return found
 
 
@@ -403,6 +439,7 @@ def build_plan(submission_nb, solution_nb, *, solution_name: str = "solution") -
             cell["id"] = cid
             seen.add(cid)
 
+    aliases = import_aliases([c.get("source", "") for c in built if c.get("cell_type") == "code"])
     present = {grade_id(c) for c in built if grade_id(c)}
     answer_at = {}
     for j, cell in enumerate(built):
@@ -428,7 +465,8 @@ def build_plan(submission_nb, solution_nb, *, solution_name: str = "solution") -
         for aid in q.answer_ids:
             if aid in answer_at:
                 source = built[answer_at[aid]].get("source", "")
-                q.forbidden_calls += [n for n in forbidden_references(source, q.forbid) if n not in q.forbidden_calls]
+                q.forbidden_calls += [n for n in forbidden_references(source, q.forbid, aliases)
+                                      if n not in q.forbidden_calls]
 
     forbid_of_answer = {aid: q.forbid for q in questions.values() for aid in q.answer_ids}
     cells = []

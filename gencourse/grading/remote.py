@@ -332,8 +332,22 @@ def _is_optimizer(x) -> bool:
     return torch is not None and isinstance(x, torch.optim.Optimizer)
 
 
+def _is_function(x) -> bool:
+    import types
+
+    return isinstance(x, types.FunctionType)
+
+
 def _is_mutable(x) -> bool:
-    return _is_tensor(x) or _is_module(x) or _is_optimizer(x)
+    return _is_tensor(x) or _is_module(x) or _is_optimizer(x) or _is_function(x)
+
+
+def _encodable(x) -> bool:
+    try:
+        encode(x)
+        return True
+    except (UnsafeValue, TypeError, ValueError):
+        return False
 
 
 def _flat_args(args, kwargs):
@@ -357,7 +371,29 @@ def state_of(x):
                 "training": [m.training for m in x.modules()]}
     if _is_optimizer(x):
         return {"kind": "optimizer", "state": x.state_dict()}
+    if _is_function(x):
+        # lists and dicts a callback fills in (``seen["t"] = t``): what the call left in them
+        cells = {i: c.cell_contents for i, c in enumerate(x.__closure__ or ())
+                 if _cell_container(c) and _encodable(c.cell_contents)}
+        names = {n: x.__globals__[n] for n in x.__code__.co_names
+                 if isinstance(x.__globals__.get(n), (list, dict)) and _encodable(x.__globals__[n])}
+        return {"kind": "function", "cells": cells, "globals": names}
     return {"kind": "tensor", "data": x.detach(), "grad": None if x.grad is None else x.grad.detach()}
+
+
+def _cell_container(cell) -> bool:
+    try:
+        return isinstance(cell.cell_contents, (list, dict))
+    except ValueError:  # an empty cell
+        return False
+
+
+def _refill(target, value) -> None:
+    if isinstance(target, dict) and isinstance(value, dict):
+        target.clear()
+        target.update(value)
+    elif isinstance(target, list) and isinstance(value, list):
+        target[:] = value
 
 
 def apply_state(x, state) -> None:
@@ -390,6 +426,14 @@ def apply_state(x, state) -> None:
                 x.load_state_dict(state["state"])
             except Exception:  # noqa: BLE001 - a student who broke the optimizer: leave ours
                 pass
+        elif kind == "function" and _is_function(x):
+            closure = x.__closure__ or ()
+            for i, value in state.get("cells", {}).items():
+                if isinstance(i, int) and 0 <= i < len(closure) and _cell_container(closure[i]):
+                    _refill(closure[i].cell_contents, value)
+            for name, value in state.get("globals", {}).items():
+                if isinstance(name, str) and isinstance(x.__globals__.get(name), (list, dict)):
+                    _refill(x.__globals__[name], value)
         elif kind == "tensor" and _is_tensor(x):
             data = state["data"]
             if _is_tensor(data) and data.shape == x.shape and not torch.equal(data.to(x.dtype), x.detach()):
