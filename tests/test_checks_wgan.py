@@ -70,7 +70,8 @@ def test_right_answers_pass(capsys):
     assert check("wgan.gradient_penalty", right_gp)
     assert check("wgan.gradient_penalty", lambda c, r, f: losses.gradient_penalty(c, r, f))
     assert check("wgan.lipschitz_bound", wgan.lipschitz_bound)
-    assert capsys.readouterr().out.count("✔") == 7
+    assert check("wgan.make_critic", lambda: nn.Sequential(nn.Linear(2, 8), nn.LeakyReLU(0.2), nn.Linear(8, 1), nn.Flatten(0)))
+    assert capsys.readouterr().out.count("✔") == 8
 
 
 def frobenius_bound(net):
@@ -99,6 +100,9 @@ def frobenius_bound(net):
         ("wgan.gradient_penalty", _gp_with(lambda x: x.shape, per_sample_norm), "ONE u per sample"),
         ("wgan.gradient_penalty", _gp_with(per_sample_u, per_sample_norm, create_graph=False), "create_graph=True"),
         ("wgan.lipschitz_bound", frobenius_bound, "singular values"),
+        ("wgan.make_critic", lambda: nn.Sequential(nn.Linear(2, 8), nn.BatchNorm1d(8), nn.LeakyReLU(0.2), nn.Linear(8, 1),
+                                                   nn.Flatten(0)), "no batch norm"),
+        ("wgan.make_critic", lambda: nn.Sequential(nn.Linear(2, 8), nn.LeakyReLU(0.2), nn.Linear(8, 1)), "Flatten"),
     ],
 )
 def test_classic_mistakes_fail_with_a_specific_message(qid, wrong, message):

@@ -136,7 +136,8 @@ def _gradient_penalty(gradient_penalty):
     B = 2000
     x_fake = torch.randn(B, 1, 4, 4, dtype=torch.float64)
     x_fake = x_fake / x_fake.flatten(1).norm(dim=1)[:, None, None, None]
-    values = [float(gradient_penalty(lambda x: 0.5 * (x**2).flatten(1).sum(1), torch.zeros_like(x_fake), x_fake)) for _ in range(4)]
+    values = [float(gradient_penalty(lambda x: 0.5 * (x**2).flatten(1).sum(1), torch.zeros_like(x_fake), x_fake).detach())
+              for _ in range(4)]
     expect(not all(abs(v - 1) < 1e-6 for v in values),
            "the penalty is taken at the real points: take it at the interpolates x_hat = u x_real + (1 - u) x_fake")
     expect(all(abs(v - 1 / 3) < 0.04 for v in values),
@@ -177,3 +178,21 @@ def _lipschitz_bound(lipschitz_bound):
         if isinstance(m, nn.Linear):
             want *= float(torch.linalg.svdvals(m.weight.detach().double())[0])
     expect_close(lipschitz_bound(net), want, what="lipschitz_bound of a random 4-6-5-1 network", rtol=1e-5)
+
+
+@register("wgan.make_critic")
+def _make_critic(make_critic):
+    import torch
+
+    critic = make_critic()
+    expect(isinstance(critic, torch.nn.Module), f"make_critic() must return an nn.Module, got {type(critic).__name__}")
+    critic.train()
+    x = torch.randn(64, 2, generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        out = critic(x)
+        expect(isinstance(out, torch.Tensor) and tuple(out.shape) == (64,),
+               f"the critic must map (B, 2) to (B,), got shape {tuple(getattr(out, 'shape', ()))}: end with nn.Flatten(0)")
+        alone = critic(x[:8])
+    expect(float((out[:8] - alone).abs().max()) < 1e-5,
+           "the critic's score of a sample depends on the rest of the batch: no batch norm in a WGAN-GP critic "
+           "(the penalty constrains each score's gradient with respect to its own sample)")
