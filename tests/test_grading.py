@@ -458,8 +458,9 @@ def test_cli_bad_inputs_are_reported_and_the_rest_graded(course, tmp_path, capsy
     assert sorted(p.name for p in reports.iterdir()) == [report_name(good)]
 
 
-@pytest.mark.parametrize("qid", ["generative_models.exp_icdf", "divergences.js_divergence", "diffusion.q_sample", "diffusion.ddpm_loss", "diffusion.ddpm_step",
-                                 "diffusion.ddim_step", "diffusion.guided_eps", "evaluation.kid_unbiased"])
+@pytest.mark.parametrize("qid", ["generative_models.exp_icdf", "divergences.js_divergence", "diffusion.q_sample",
+                                 "diffusion.ddpm_loss", "diffusion.ddpm_step", "diffusion.ddim_step",
+                                 "diffusion.guided_eps", "evaluation.kid_unbiased"])
 def test_a_chapter_question_left_as_a_stub_is_reported_as_not_implemented(qid):
     def stub(*args):
         raise NotImplementedError()

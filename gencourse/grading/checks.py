@@ -28,7 +28,8 @@ from __future__ import annotations
 import importlib
 import math
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = [
     "CHAPTER_CHECKS",
