@@ -18,7 +18,7 @@ KL term; it is **not** the β of the diffusion noise schedule (chapter 12).
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -269,7 +269,8 @@ def d_loss_bce(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
 def g_loss_minimax(d_fake: torch.Tensor) -> torch.Tensor:
     r"""The generator's loss of the minimax game: minimise :math:`\log(1 - D(G(z)))`.
 
-    .. math:: \mathcal L_G^\text{minimax} = \frac1B \sum_b \log\big(1 - \sigma(d^\text{fake}_b)\big) = -\frac1B\sum_b \operatorname{softplus}(d^\text{fake}_b)
+    .. math:: \mathcal L_G^\text{minimax} = \frac1B \sum_b \log\big(1 - \sigma(d^\text{fake}_b)\big)
+              = -\frac1B\sum_b \operatorname{softplus}(d^\text{fake}_b)
 
     Its gradient :math:`\partial \mathcal L / \partial d = -\sigma(d)/B` vanishes when the
     discriminator rejects the samples (:math:`\sigma(d) \approx 0`), which is the situation early in
@@ -403,7 +404,8 @@ def gradient_penalty(
     B = x_real.shape[0]
     bshape = (B,) + (1,) * (x_real.ndim - 1)
     if u is None:
-        u = torch.rand(B, generator=generator, dtype=x_real.dtype, device=generator.device if generator is not None else x_real.device).to(x_real.device)
+        device = generator.device if generator is not None else x_real.device
+        u = torch.rand(B, generator=generator, dtype=x_real.dtype, device=device).to(x_real.device)
     if u.numel() != B or u.shape[0] != B:
         raise ValueError(f"u must hold one number per sample, shape ({B},) or {bshape}, got {tuple(u.shape)}")
     u = u.reshape(bshape)
