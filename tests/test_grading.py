@@ -606,3 +606,17 @@ def test_checks_leave_the_global_random_state_alone(qid):
         pass  # the verdict does not matter here, only the random state
     assert torch.equal(torch.get_rng_state(), before[0])
     assert (np.random.get_state()[1] == before[1]).all() and random.getstate() == before[2]
+
+
+def test_a_passing_check_leaves_no_result_output_for_nbgrader():
+    """nbgrader reads an execute_result of a test cell as partial credit: a cell ending in
+    check(...) must show only the check's line."""
+    from nbclient import NotebookClient
+
+    nb = new_notebook(cells=[
+        new_code_cell("from gencourse.grading import check, register, expect\n@register('t.one')\n"
+                      "def _(f):\n    expect(f(1) == 1, 'f(1) should be 1')"),
+        new_code_cell("check('t.one', lambda x: x)"),
+    ])
+    NotebookClient(nb, kernel_name="python3", timeout=120).execute()
+    assert [o["output_type"] for o in nb.cells[1].outputs] == ["stream"]

@@ -376,7 +376,8 @@ def grade(
     finally:
         prep.cleanup()
     if report_dir is not None:
-        _, replaced = write_report(report, Path(report_dir) / report_name(submission))
-        if replaced:
-            report.setdefault("warnings", []).append("an earlier report of this submission was replaced")
+        target = Path(report_dir) / report_name(submission)
+        if target.exists():
+            report.setdefault("warnings", []).append(f"replaced the earlier report {target}")
+        write_report(report, target)
     return report
