@@ -237,6 +237,7 @@ def run(prep: Prepared, timeout: float = DEFAULT_TIMEOUT, *, env: dict | None = 
     ``bwrap`` is not usable). ``landlock``: restrict the student's process with Landlock (default:
     when the kernel offers it).
     """
+    t0 = time.monotonic()
     token = secrets.token_hex(16)
     job = {
         "plan": prep.plan, "timeout": float(timeout), "grace": float(grace), "tmp": str(prep.tmp),
@@ -300,7 +301,7 @@ def run(prep: Prepared, timeout: float = DEFAULT_TIMEOUT, *, env: dict | None = 
         "max_total": num(sum(e["max_points"] for e in entries)),
         "questions": entries,
         "started": prep.started.isoformat(timespec="seconds"),
-        "duration_s": round(time.monotonic() - prep.t0, 2),
+        "duration_s": round(time.monotonic() - t0, 2),
         "kernel_restarts": restarts,
         "warnings": warnings,
         "isolation": notes,
