@@ -28,6 +28,7 @@ from . import isolate
 from .remote import send_frame
 
 _JSON_MAX = 1 << 20
+KNOWN_PIDS: set[int] = set()  # the kernel processes themselves (not left behind when killed late)
 # start a kernel without importing the library's heavy package first (the student's or the
 # tests' own `import gencourse` loads it when they need it)
 _KERNEL_BOOT = (
@@ -84,6 +85,7 @@ class Proc:
             self.kill()
             raise Lost(f"the {self.role} process did not start") from None
         self.pid = self._real_pid(pid) if self.wrapped else pid
+        KNOWN_PIDS.add(self.pid)
         try:
             self.pidfd = os.pidfd_open(self.pid)
         except (OSError, AttributeError):
@@ -448,7 +450,7 @@ def main() -> None:
         result = Worker(job).run()
     except Exception as exc:
         result = {"fatal": f"{type(exc).__name__}: {exc}"}
-    result["leftovers"] = len(isolate.kill_descendants())
+    result["leftovers"] = len(set(isolate.kill_descendants()) - KNOWN_PIDS)
     result["subreaper"] = subreaper
     data = json.dumps(result).encode()
     view = memoryview(data)
