@@ -80,3 +80,83 @@ def _pr_with_self(real, fake, k):  # the radius counts the point itself as a nei
 def test_classic_mistakes_fail_with_a_specific_message(qid, wrong, message):
     with pytest.raises(AssertionError, match=message):
         check(qid, wrong)
+
+
+def right_fid_mode_dropping(m):
+    r2 = float((m**2).sum())
+    return 2 * r2 + 2 - 2 * math.sqrt(1 + r2)
+
+
+def test_fid_mode_dropping_accepts_the_right_answers(capsys):
+    assert check("evaluation.fid_mode_dropping", right_fid_mode_dropping)
+
+    def by_moments(m):  # the route a student may take: the mixture's moments and the library's distance
+        eye = torch.eye(len(m), dtype=torch.float64)
+        return float(metrics.frechet_distance_gaussians(torch.zeros(len(m), dtype=torch.float64), eye + torch.outer(m, m), m, eye))
+
+    assert check("evaluation.fid_mode_dropping", by_moments)
+    assert capsys.readouterr().out.count("✔") == 2
+
+
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        (lambda m: float((m**2).sum()), "covariance I \\+ m m\\^T"),
+        (lambda m: right_fid_mode_dropping(m) - float((m**2).sum()), "mean term is missing"),
+        (lambda m: right_fid_mode_dropping(m) + 3 * float((m**2).sum()), "not \\|2m\\|\\^2"),
+        (lambda m: torch.tensor(right_fid_mode_dropping(m)), "Python float"),
+        (lambda m: right_fid_mode_dropping(m) * 1.01, "for \\|m\\| = 3"),
+    ],
+)
+def test_fid_mode_dropping_rejects_the_classic_mistakes(wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        check("evaluation.fid_mode_dropping", wrong)
+
+
+def make_c2st(shuffle=True, held_out=True, decision="logit"):
+    from torch import nn
+    import torch.nn.functional as F
+
+    def c2st_accuracy(x_real, x_fake, steps, seed):
+        g = torch.Generator().manual_seed(seed)
+        x = torch.cat([x_real, x_fake]).float()
+        y = torch.cat([torch.ones(len(x_real)), torch.zeros(len(x_fake))])
+        perm = torch.randperm(len(x), generator=g) if shuffle else torch.arange(len(x))
+        x, y = x[perm], y[perm]
+        n = len(x) // 2
+        x_train, y_train = x[:n], y[:n]
+        x_test, y_test = (x[n:], y[n:]) if held_out else (x_train, y_train)
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            net = nn.Sequential(nn.Linear(2, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 1), nn.Flatten(0))
+        opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+        for _ in range(steps):
+            loss = F.binary_cross_entropy_with_logits(net(x_train), y_train)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            out = net(x_test)
+            pred = out > 0 if decision == "logit" else torch.sigmoid(out) > 0
+            return (pred.float() == y_test).float().mean().item()
+
+    return c2st_accuracy
+
+
+def test_c2st_accepts_the_right_answer(capsys):
+    assert check("evaluation.c2st", make_c2st())
+    assert "✔" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        (make_c2st(shuffle=False), "split before shuffling"),
+        (make_c2st(held_out=False), "held-out half only"),
+        (make_c2st(decision="sigmoid"), "always > 0"),
+        (lambda *args: torch.tensor(make_c2st()(*args)), "Python float"),
+    ],
+)
+def test_c2st_rejects_the_classic_mistakes(wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        check("evaluation.c2st", wrong)

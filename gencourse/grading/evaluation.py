@@ -134,3 +134,71 @@ def _bits_per_dim(bits_per_dim):
                  rtol=1e-6, hint="on [-1, 1] the bins have width 2/256 = 1/128: add D ln 128 nats, not D ln 256")
     for nll, vr in ((-1234.5, "01"), (250.0, "pm1"), (900.0, None)):
         expect_close(float(bits_per_dim(nll, 100, vr)), metrics.bits_per_dim(nll, 100, vr), what=f"bits_per_dim({nll}, 100, {vr!r})", rtol=1e-6)
+
+
+def _fid_mode_dropping_reference(m) -> float:
+    """Exact FID between the real mixture (1/2 N(m, I) + 1/2 N(-m, I)) and the model N(m, I)."""
+    import torch
+
+    from gencourse import metrics
+
+    m = m.double()
+    d = len(m)
+    eye = torch.eye(d, dtype=torch.float64)
+    return float(metrics.frechet_distance_gaussians(torch.zeros(d, dtype=torch.float64), eye + torch.outer(m, m), m, eye))
+
+
+@register("evaluation.fid_mode_dropping")
+def _fid_mode_dropping(fid_mode_dropping):
+    import torch
+
+    zero = fid_mode_dropping(torch.zeros(3, dtype=torch.float64))
+    expect(isinstance(zero, float), f"fid_mode_dropping must return a Python float, got {type(zero).__name__}")
+    expect_close(zero, 0.0, what="fid_mode_dropping(m = 0) (the two modes coincide)", atol=1e-9)
+    m = torch.tensor([1.0, 2.0, -2.0], dtype=torch.float64)  # |m|^2 = 9
+    got = float(fid_mode_dropping(m))
+    want = _fid_mode_dropping_reference(m)
+    r2 = float((m**2).sum())
+    wrong = {
+        "the real covariance is not I: a mixture of N(m, I) and N(-m, I) has covariance I + m m^T (the spread "
+        "between the modes adds to the spread within them)": r2,
+        "the mean term is missing: the real features have mean 0 and the model's mean m, ||0 - m||^2 = |m|^2": r2 + 2 - 2 * math.sqrt(1 + r2),
+        "the real mean is 0 (the modes are at m and -m), so the mean term is |m|^2, not |2m|^2": 4 * r2 + r2 + 2 - 2 * math.sqrt(1 + r2),
+        "the trace of the square root of I + m m^T is (d - 1) + sqrt(1 + |m|^2), not sqrt(d + |m|^2)":
+            r2 + (3 + r2) + 3 - 2 * math.sqrt(3 + r2),
+    }
+    for hint, value in wrong.items():
+        expect(abs(got - value) > 1e-6, f"fid_mode_dropping(m) = {got:.6g} for |m| = 3: {hint}")
+    expect_close(got, want, what="fid_mode_dropping(m) for |m| = 3", rtol=1e-8,
+                 hint="FID = ||mu_r - mu_g||^2 + tr(S_r + S_g - 2 (S_r^(1/2) S_g S_r^(1/2))^(1/2)) with the mixture's moments")
+    other = torch.tensor([0.5, 0.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    expect_close(float(fid_mode_dropping(other)), _fid_mode_dropping_reference(other), what="fid_mode_dropping(m) in d = 5, |m| = 0.5",
+                 rtol=1e-8, hint="the answer depends on m only through |m|, not on d")
+
+
+@register("evaluation.c2st")
+def _c2st(c2st_accuracy):
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    far_real = torch.randn(100, 2, generator=g) + torch.tensor([4.0, 0.0])
+    far_fake = torch.randn(100, 2, generator=g) - torch.tensor([4.0, 0.0])
+    acc = c2st_accuracy(far_real, far_fake, 100, 0)
+    expect(isinstance(acc, float), f"c2st_accuracy must return a Python float (use .item()), got {type(acc).__name__}")
+    expect(0.0 <= acc <= 1.0, f"an accuracy lies in [0, 1], got {acc}")
+    expect(acc != 0.0,
+           "accuracy 0 on two sets that a line separates: did you split before shuffling (all real points in one half, "
+           "all fake points in the other)? Shuffle the points with their labels, then split")
+    expect(abs(acc - 0.5) > 0.05 or acc > 0.9,
+           f"accuracy {acc:.3f} on two sets that a line separates, no better than chance: is the decision 'logit > 0' "
+           "(sigmoid(logit) > 1/2)? A sigmoid output is always > 0")
+    expect(acc > 0.9, f"accuracy {acc:.3f} on two well-separated Gaussians (means 8 apart): the classifier did not learn; "
+           "check the labels (real 1, fake 0), the loss (binary cross-entropy on logits) and the learning rate")
+    again = c2st_accuracy(far_real, far_fake, 100, 0)
+    expect(again == acc, f"two calls with the same seed gave {acc} and {again}: draw every random number from the seed")
+    # the same distribution, few points: a classifier that is scored on its training points looks far better than chance
+    null = [c2st_accuracy(torch.randn(30, 2, generator=g), torch.randn(30, 2, generator=g), 300, s) for s in range(3)]
+    mean = sum(null) / 3
+    expect(mean < 0.75,
+           f"on two samples of the SAME distribution (30 points each) your accuracy averages {mean:.3f}: the classifier is "
+           "scored on points it was trained on. Measure the accuracy on the held-out half only")
