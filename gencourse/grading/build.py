@@ -183,11 +183,25 @@ def _parse(source: str):
 
 
 def loaded_names(source: str) -> set[str]:
-    """Every name the code reads, at any depth (functions and lambdas included)."""
-    tree = _parse(source)
-    if tree is None:
+    """The global names the code reads, at any depth (in functions and lambdas too, but not their
+    parameters and local variables)."""
+    import symtable
+
+    try:
+        table = symtable.symtable(source, "<cell>", "exec")
+    except (SyntaxError, ValueError):
         return set()
-    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    out: set[str] = set()
+
+    def visit(t, top: bool) -> None:
+        for sym in t.get_symbols():
+            if sym.is_referenced() and (top or sym.is_global()):
+                out.add(sym.get_name())
+        for child in t.get_children():
+            visit(child, False)
+
+    visit(table, True)
+    return out
 
 
 def defined_names(source: str, imports: bool = True) -> set[str]:
