@@ -85,3 +85,71 @@ def _discriminator_block(discriminator_block):
     with torch.no_grad():
         y = first(-torch.ones(1, 1, 28, 28))
     expect(float(y.min()) < 0, "LeakyReLU must let negative values through (scaled by 0.2)")
+
+
+def _receptive_field_reference(layers) -> int:
+    r, jump = 1, 1
+    for k, s in layers:
+        r += (k - 1) * jump
+        jump *= s
+    return r
+
+
+@register("dcgan.receptive_field")
+def _receptive_field(receptive_field):
+    cases = [
+        ([(5, 1)], "one 5 x 5 convolution sees 5 x 5 pixels"),
+        ([(3, 1), (3, 1)], "two 3 x 3 convolutions of stride 1 see 5 x 5 pixels"),
+        ([(4, 2), (4, 2), (7, 1)], "the chapter's discriminator"),
+        ([(4, 2), (4, 2), (4, 2), (4, 1), (4, 1)], "pix2pix's 70 x 70 PatchGAN"),
+        ([(3, 2), (3, 3), (2, 1)], "a stack with strides 2 and 3"),
+    ]
+    for layers, what in cases:
+        got = receptive_field(list(layers))
+        expect(isinstance(got, int) and not isinstance(got, bool),
+               f"receptive_field must return an int, got {type(got).__name__}")
+        want = _receptive_field_reference(layers)
+        no_stride = 1 + sum(k - 1 for k, _ in layers)
+        own_stride, jump = 1, 1
+        for k, s in layers:
+            jump *= s
+            own_stride += (k - 1) * jump
+        expect(got != no_stride or no_stride == want,
+               f"receptive_field({layers}) = {got} ({what}): the strides are missing; a pixel after a stride-s layer "
+               "spans s pixels of that layer's input, so later kernels widen the field by (k - 1) times the product of the earlier strides")
+        expect(got != own_stride or own_stride == want,
+               f"receptive_field({layers}) = {got} ({what}): a layer's kernel is counted in pixels of ITS input, so multiply "
+               "(k - 1) by the product of the strides of the layers BEFORE it, not including its own")
+        expect_close(got, want, what=f"receptive_field({layers}) ({what})", rtol=0, atol=0.5)
+
+
+UPSAMPLING_TARGET = 1e-4
+
+
+@register("dcgan.learn_upsampling")
+def _learn_upsampling(up, losses):
+    import torch
+    import torch.nn.functional as F
+
+    from gencourse import data
+
+    from ._training import expect_losses_went_down, expect_target
+
+    expect_losses_went_down(losses)
+    x28, _ = data.mnist_tensors("test", source="embedded", verbose=False)
+    x = F.avg_pool2d(x28[-300:], 2)
+    with torch.no_grad():
+        y = up(x)
+    expect(isinstance(y, torch.Tensor), f"up(x) must return a tensor, got {type(y).__name__}")
+    expect_shape(y, (300, 1, 28, 28), what="up(x) for x of shape (300, 1, 14, 14) (check the side with your output_size)")
+    want = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    err = (y.double() - want.double())[..., 1:-1, 1:-1]
+    mse = float((err**2).mean())
+    even_odd = [float((err[..., i::2, j::2] ** 2).mean()) for i in (0, 1) for j in (0, 1)]
+    hint = ""
+    if mse > 0 and max(even_odd) > 4 * min(even_odd) + 1e-9:
+        hint = ("the error differs between even and odd output pixels (" + ", ".join(f"{v:.2g}" for v in even_odd) +
+                "): a checkerboard. Choose a kernel size that is a multiple of the stride, so that every output pixel "
+                "receives the same number of kernel taps")
+    expect_target(mse, UPSAMPLING_TARGET, what="held-out interior MSE of up(x) against bilinear upsampling",
+                  hint=hint or "train longer, with a larger learning rate, or check the kernel size, stride and padding")
