@@ -129,7 +129,7 @@ def _receptive_field_check(receptive_field):
                "(hint: size = 1 + sum_l (k_l - 1) * s_1 * ... * s_(l-1))")
 
 
-AE_TARGET_BCE = 125.0
+AE_TARGET_BCE = 130.0
 AE_MAX_CODE = 8
 
 

@@ -138,7 +138,7 @@ def _pushforward_log_prob(pushforward_log_prob):
 
 #: The data of the quantile push-forward exercise: 0.3 N(-1.5, 0.4^2) + 0.7 N(2, 0.8^2).
 QUANTILE_MIXTURE = ((0.3, -1.5, 0.4), (0.7, 2.0, 0.8))
-QUANTILE_TARGET_KS = 0.08
+QUANTILE_TARGET_KS = 0.1
 
 
 @register("generative_models.quantile_pushforward")

@@ -200,7 +200,7 @@ def _w1_weighted_1d(w1_weighted_1d):
 
 
 OT_GENERATOR_RING = {"n_modes": 8, "radius": 2.0, "std": 0.1}
-OT_GENERATOR_TARGET_W2 = 0.7
+OT_GENERATOR_TARGET_W2 = 0.8
 OT_GENERATOR_MIN_SHARE = 0.05
 
 

@@ -188,7 +188,7 @@ def _elbo_gap(elbo_gap):
                  hint="the gap is KL(q || p(z | x)) with p(z | x) = N(M^{-1} W^T (x - b), sigma2 M^{-1}), M = W^T W + sigma2 I")
 
 
-VAE_TARGET_NEG_ELBO = 130.0
+VAE_TARGET_NEG_ELBO = 150.0
 VAE_LATENT = 16
 
 
