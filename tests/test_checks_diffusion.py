@@ -1,5 +1,7 @@
 """The public checks of chapter 12 accept the right answers and reject the classic mistakes."""
 
+import math
+
 import pytest
 import torch
 
@@ -114,3 +116,42 @@ def test_optimal_eps_accepts_the_right_answer(capsys):
 def test_optimal_eps_rejects_the_classic_mistakes(wrong, message):
     with pytest.raises(AssertionError, match=message):
         check("diffusion.optimal_eps", wrong)
+
+
+RING = torch.stack([2 * torch.tensor([math.cos(2 * math.pi * k / 8), math.sin(2 * math.pi * k / 8)]) for k in range(8)])
+TOY = D.linear_schedule(T=100, beta_1=1e-3, beta_T=0.2)
+
+
+def exact_ring_eps(x_t, t):
+    """E[eps | x_t] for the ring (std 0.05) under the toy schedule: -sqrt(1 - ab_t) * score of the noised mixture."""
+    ab = TOY.alpha_bar[t].double().view(-1, 1)
+    x = x_t.reshape(len(x_t), 2).double().requires_grad_(True)
+    var = ab * 0.05**2 + 1 - ab
+    sq = ((x[:, None, :] - ab.sqrt()[:, :, None] * RING.double()[None]) ** 2).sum(2)  # (B, 8)
+    logp = torch.logsumexp(-sq / (2 * var), dim=1).sum()
+    (score,) = torch.autograd.grad(logp, x)
+    return (-(1 - ab).sqrt() * score).float().view(x_t.shape)
+
+
+DOWN = [1.0 / (1 + i) for i in range(30)]
+
+
+def test_toy_ddpm_accepts_the_exact_noise_prediction(monkeypatch, capsys):
+    assert check("diffusion.toy_ddpm", exact_ring_eps, DOWN)
+    monkeypatch.setenv("GENCOURSE_PROFILE", "cpu")
+    assert check("diffusion.toy_ddpm", exact_ring_eps, DOWN)
+    assert capsys.readouterr().out.count("✔") == 2
+
+
+@pytest.mark.parametrize(
+    "eps_model, losses, profile, message",
+    [
+        (lambda x, t: torch.zeros_like(x), DOWN, "cpu", "mean radius"),
+        (exact_ring_eps, list(reversed(DOWN)), "smoke", "did not go down"),
+        (exact_ring_eps, [torch.tensor(v) for v in DOWN], "smoke", "append"),
+    ],
+)
+def test_toy_ddpm_rejects_the_classic_mistakes(eps_model, losses, profile, message, monkeypatch):
+    monkeypatch.setenv("GENCOURSE_PROFILE", profile)
+    with pytest.raises(AssertionError, match=message):
+        check("diffusion.toy_ddpm", eps_model, losses)

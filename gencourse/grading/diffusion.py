@@ -225,3 +225,31 @@ def _optimal_eps(optimal_eps):
         }, f"optimal_eps at t = {t}, m = {m}, s = {s}", want)
         expect_close(got, want, what=f"optimal_eps at t = {t}, m = {m}, s = {s}", rtol=1e-4, atol=1e-6,
                      hint="E[eps | x_t] = Cov(eps, x_t) / Var(x_t) * (x_t - E x_t)")
+
+
+TOY_TARGET_MODES, TOY_TARGET_HQ = 7, 0.25
+
+
+@register("diffusion.toy_ddpm")
+def _toy_ddpm(eps_model, losses):
+    import math
+
+    import torch
+
+    from gencourse import diffusion, metrics
+
+    from ._training import expect_losses_went_down, expect_target
+
+    expect_losses_went_down(losses)
+    sched = diffusion.linear_schedule(T=100, beta_1=1e-3, beta_T=0.2)
+    x = diffusion.ddpm_sample(eps_model, (2000, 2, 1, 1), sched, generator=torch.Generator().manual_seed(0))
+    expect(bool(torch.isfinite(x).all()), "the samples of Algorithm 2 with your eps_model are not finite")
+    means = torch.stack([2 * torch.tensor([math.cos(2 * math.pi * k / 8), math.sin(2 * math.pi * k / 8)]) for k in range(8)])
+    x = x.flatten(1)
+    cov = metrics.mode_coverage(x, means, std=0.05, n_std=6)
+    radius = x.norm(dim=1).mean().item()
+    hint = (f"the samples lie at mean radius {radius:.2f} (the ring's is 2): build x_t with alpha_bar[t] (not alpha[t]), "
+            "with the square roots, predict the noise eps (not x0), and draw t from 1..T")
+    expect_target(cov["modes"], TOY_TARGET_MODES - 1, what=f"modes captured (of 8; {cov['high_quality']:.0%} of the samples within 0.3 of a mode)",
+                  below=False, hint=hint)
+    expect_target(cov["high_quality"], TOY_TARGET_HQ, what="fraction of the samples within 0.3 of a mode", below=False, hint=hint)
