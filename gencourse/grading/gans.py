@@ -8,6 +8,8 @@ the gradient must flow, or a missing ``detach()`` where it must not.
 
 from __future__ import annotations
 
+import math
+
 from .checks import expect, expect_close, register
 
 
@@ -131,3 +133,72 @@ def _generator_step(generator_step):
     for (name, p), p_ref in zip(G.named_parameters(), G_ref.parameters()):
         expect_close(p, p_ref, what=f"G's parameter {name} after one step", rtol=1e-4, atol=1e-6,
                      hint="minimise the non-saturating loss -mean(log sigmoid(D(G(z)))), i.e. label the fakes as real")
+
+
+def _game_value_reference(a: float) -> float:
+    """C(a) for p_data = U(0, 1), p_g = U(0, a): D* = a / (a + 1) on [0, 1] and 0 on (1, a]."""
+    return math.log(a / (a + 1)) - math.log(a + 1) / a
+
+
+@register("gans.game_value")
+def _game_value(game_value):
+    got = game_value(1.0)
+    expect(isinstance(got, float), f"game_value must return a Python float, got {type(got).__name__} (use float(...) or math.log)")
+    expect_close(got, -math.log(4), what="game_value(1) (p_g = p_data)", rtol=1e-9,
+                 hint="where the two densities are equal, D* = 1/2 everywhere and C = log(1/2) + log(1/2) = -log 4")
+    a = 3.0
+    got, want = float(game_value(a)), _game_value_reference(a)
+    wrong = {
+        "-log 4 is the value only when p_g = p_data: here D* is not 1/2 everywhere": -math.log(4),
+        "p_g puts only 1/a of its mass on [0, 1]: weigh E_g[log(1 - D*)] by where p_g lives, and on (1, a] D* = 0, "
+        "so log(1 - D*) = 0 there": math.log(a / (a + 1)) + math.log(1 / (a + 1)),
+        "D* is p_data / (p_data + p_g) = 1 / (1 + 1/a) on [0, 1], not 1/2": math.log(0.5) + math.log(0.5) / a,
+        "the two terms are swapped: E_data uses log D*, E_g uses log(1 - D*)": math.log(1 / (a + 1)) + math.log(a / (a + 1)) / a,
+    }
+    for hint, value in wrong.items():
+        expect(abs(got - value) > 1e-6 or abs(value - want) < 1e-9, f"game_value({a:g}) = {got:.6f}: {hint}")
+    expect_close(got, want, what=f"game_value({a:g})", rtol=1e-7,
+                 hint="find D* on [0, 1] and on (1, a], then integrate each expectation over where its density lives")
+    expect(float(game_value(1e6)) > -1e-3, "as a grows, C(a) must tend to 0 (the discriminator wins almost everywhere)")
+
+
+def _ring_means():
+    import torch
+
+    return torch.stack([2 * torch.tensor([math.cos(2 * math.pi * k / 8), math.sin(2 * math.pi * k / 8)]) for k in range(8)])
+
+
+RING_TARGET_MODES, RING_TARGET_HQ = 6, 0.35
+
+
+@register("gans.ring_gan")
+def _ring_gan(G, losses_D):
+    import torch
+
+    from gencourse import metrics
+
+    from ._training import expect_target, profile
+
+    expect(isinstance(losses_D, (list, tuple)), f"losses_D must be a list of floats, got {type(losses_D).__name__}")
+    values = []
+    for i, v in enumerate(losses_D):
+        expect(isinstance(v, (int, float)) and not isinstance(v, bool),
+               f"losses_D[{i}] is a {type(v).__name__}: append the float that discriminator_step returns (loss.item())")
+        values.append(float(v))
+    expect(len(values) >= 10 and all(math.isfinite(v) for v in values),
+           f"losses_D must hold a finite loss for every discriminator step, got {len(values)} values")
+    if profile() == "smoke":
+        expect(min(values) < values[0] - 0.01,
+               "the discriminator's loss never went below its first value: does discriminator_step step opt_D?")
+    with torch.no_grad():
+        x = G(torch.randn(2000, 2, generator=torch.Generator().manual_seed(0)))
+    expect(isinstance(x, torch.Tensor) and tuple(x.shape) == (2000, 2),
+           f"G(z) for z of shape (2000, 2) must be a tensor of shape (2000, 2), got {tuple(getattr(x, 'shape', ()))}")
+    cov = metrics.mode_coverage(x, _ring_means(), std=0.05)
+    hint = ("a GAN that covers few modes has collapsed: the non-saturating loss, Adam with beta1 = 0.5, more than one "
+            "discriminator step per generator step and a larger learning rate help; a GAN with few high-quality samples "
+            "needs more steps or a larger learning rate")
+    expect_target(cov["modes"], RING_TARGET_MODES - 1, what=f"modes captured (of 8; {cov['high_quality']:.0%} high-quality samples)",
+                  below=False, hint=hint)
+    expect_target(cov["high_quality"], RING_TARGET_HQ, what="fraction of samples within 3 standard deviations of a mode",
+                  below=False, hint=hint)
