@@ -125,11 +125,12 @@ TOY = D.linear_schedule(T=100, beta_1=1e-3, beta_T=0.2)
 def exact_ring_eps(x_t, t):
     """E[eps | x_t] for the ring (std 0.05) under the toy schedule: -sqrt(1 - ab_t) * score of the noised mixture."""
     ab = TOY.alpha_bar[t].double().view(-1, 1)
-    x = x_t.reshape(len(x_t), 2).double().requires_grad_(True)
-    var = ab * 0.05**2 + 1 - ab
-    sq = ((x[:, None, :] - ab.sqrt()[:, :, None] * RING.double()[None]) ** 2).sum(2)  # (B, 8)
-    logp = torch.logsumexp(-sq / (2 * var), dim=1).sum()
-    (score,) = torch.autograd.grad(logp, x)
+    with torch.enable_grad():  # the sampler runs under no_grad
+        x = x_t.reshape(len(x_t), 2).double().requires_grad_(True)
+        var = ab * 0.05**2 + 1 - ab
+        sq = ((x[:, None, :] - ab.sqrt()[:, :, None] * RING.double()[None]) ** 2).sum(2)  # (B, 8)
+        logp = torch.logsumexp(-sq / (2 * var), dim=1).sum()
+        (score,) = torch.autograd.grad(logp, x)
     return (-(1 - ab).sqrt() * score).float().view(x_t.shape)
 
 

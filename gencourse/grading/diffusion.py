@@ -207,8 +207,6 @@ def _optimal_eps(optimal_eps):
     got = optimal_eps(x_t, 50, 0.0, 1.0, ab)
     expect(isinstance(got, torch.Tensor), f"optimal_eps must return a tensor, got {type(got).__name__}")
     expect_shape(got, tuple(x_t.shape), what="optimal_eps(x_t, t, m, s, alpha_bar)")
-    expect_close(got, (1 - ab[50]).sqrt() * x_t, what="optimal_eps at m = 0, s = 1", rtol=1e-4, atol=1e-6,
-                 hint="for data N(0, 1), x_t ~ N(0, 1) at every t and E[eps | x_t] = sqrt(1 - alpha_bar_t) x_t")
     for t, m, s in ((10, 0.7, 0.3), (40, -1.0, 2.0)):
         a = ab[t]
         got = optimal_eps(x_t, t, m, s, ab)
@@ -225,6 +223,8 @@ def _optimal_eps(optimal_eps):
         }, f"optimal_eps at t = {t}, m = {m}, s = {s}", want)
         expect_close(got, want, what=f"optimal_eps at t = {t}, m = {m}, s = {s}", rtol=1e-4, atol=1e-6,
                      hint="E[eps | x_t] = Cov(eps, x_t) / Var(x_t) * (x_t - E x_t)")
+    expect_close(optimal_eps(x_t, 50, 0.0, 1.0, ab), (1 - ab[50]).sqrt() * x_t, what="optimal_eps at m = 0, s = 1", rtol=1e-4, atol=1e-6,
+                 hint="for data N(0, 1), x_t ~ N(0, 1) at every t and E[eps | x_t] = sqrt(1 - alpha_bar_t) x_t")
 
 
 TOY_TARGET_MODES, TOY_TARGET_HQ = 7, 0.25
