@@ -4,6 +4,7 @@ Nothing may reach for a file of the repository that the wheel does not ship."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -18,11 +19,12 @@ AUDIT = textwrap.dedent(
     """
     import os, sys
     _root, _log = os.environ.get("GENCOURSE_AUDIT_ROOT"), os.environ.get("GENCOURSE_AUDIT_LOG")
+    _skip = os.environ.get("GENCOURSE_AUDIT_SKIP", "\0")  # the installed packages (a venv may sit in the repo)
     if _root and _log:
-        def _hook(event, args, _root=_root, _log=_log):
+        def _hook(event, args, _root=_root, _log=_log, _skip=_skip):
             if event == "open" and args and isinstance(args[0], (str, bytes, os.PathLike)):
                 path = os.path.abspath(os.fsdecode(args[0]))
-                if path.startswith(_root + os.sep):
+                if path.startswith(_root + os.sep) and not path.startswith(_skip + os.sep):
                     with open(_log, "a") as f:  # the log lives outside the repository
                         f.write(path + "\\n")
         sys.addaudithook(_hook)
@@ -36,9 +38,11 @@ def wheel_env(tmp_path_factory):
     from this environment's site-packages, added as a plain path (so the editable install's
     finder, a .pth file there, is not activated)."""
     tmp = tmp_path_factory.mktemp("wheel-route")
-    dist = tmp / "dist"
+    dist, src = tmp / "dist", tmp / "src"  # built from a copy: setuptools writes build/ beside the source
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv", "_build", "build", "*.egg-info",
+                                                            "__pycache__", ".pytest_cache", "grading-reports"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(dist), str(ROOT)], check=True, timeout=600)
+                    "-w", str(dist), str(src)], check=True, timeout=600)
     (wheel,) = dist.glob("gencourse-*.whl")
     env_dir = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True)
@@ -56,7 +60,8 @@ def _run(python, args, tmp, **kw):
     log = tmp / "opened.log"
     log.unlink(missing_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env.update(GENCOURSE_AUDIT_ROOT=str(ROOT), GENCOURSE_AUDIT_LOG=str(log), GENCOURSE_PROFILE="smoke",
+    env.update(GENCOURSE_AUDIT_ROOT=str(ROOT), GENCOURSE_AUDIT_LOG=str(log),
+               GENCOURSE_AUDIT_SKIP=str(Path(sys.prefix).resolve()), GENCOURSE_PROFILE="smoke",
                GENCOURSE_DATA=str(tmp / "cache"), HOME=str(tmp / "home"), MPLBACKEND="Agg", OMP_NUM_THREADS="1")
     work = tmp / "elsewhere"
     work.mkdir(exist_ok=True)
