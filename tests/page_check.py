@@ -29,12 +29,16 @@ def ensure_chromium() -> str | None:
     path = find_chromium()
     if path or shutil.which("apt-get") is None:
         return path
-    try:
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, timeout=900,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    except (subprocess.SubprocessError, OSError):
-        return None
-    return find_chromium()
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "timeout": 900}
+    for steps in ([["apt-get", "install", "-y", "-qq", "chromium"]],
+                  [["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]]):
+        try:
+            for step in steps:
+                subprocess.run(step, check=True, **quiet)
+        except (subprocess.SubprocessError, OSError):
+            continue
+        return find_chromium()
+    return None
 
 
 class _Server:

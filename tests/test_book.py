@@ -20,6 +20,21 @@ def test_book_builds_with_warnings_as_errors(tmp_path, monkeypatch):
         assert "google.colab" not in page, f"{name}: the Colab install cell must be hidden"
         assert "colab.research.google.com" in page, f"{name}: no Colab launch button"
     assert (tmp_path / "_build" / ".gencourse-profile").read_text().strip() == "smoke"
+    _looked_at_offline(html, tmp_path)
+
+
+def _looked_at_offline(html: Path, tmp_path: Path) -> None:
+    """Every page as a reader offline sees it in Chromium: formulas rendered by the book's own
+    MathJax, no traceback, no raw TeX, no broken image, no dead internal link."""
+    from page_check import check_pages, ensure_chromium
+
+    chromium = ensure_chromium()
+    if chromium is None:
+        pytest.skip("Chromium is not installed and could not be installed (apt-get install chromium): "
+                    "the built pages were not looked at")
+    pages = [html / "intro.html"] + sorted((html / "chapters").glob("*.html"))
+    problems = check_pages(html, pages, tmp_path, chromium)
+    assert not problems, f"what a reader sees wrong: {problems}"
 
 
 def test_build_rejects_an_unknown_profile(tmp_path):
