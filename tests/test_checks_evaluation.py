@@ -114,8 +114,8 @@ def test_fid_mode_dropping_rejects_the_classic_mistakes(wrong, message):
 
 
 def make_c2st(shuffle=True, held_out=True, decision="logit"):
-    from torch import nn
     import torch.nn.functional as F
+    from torch import nn
 
     def c2st_accuracy(x_real, x_fake, steps, seed):
         g = torch.Generator().manual_seed(seed)
