@@ -153,7 +153,7 @@ GOING_DOWN = [3.0 - 0.01 * i for i in range(50)]
 
 def ring_sampler(n_modes=8):
     ring = data.toy("ring", n_modes=n_modes, radius=2.0, std=0.1)
-    return lambda z: ring.sample(len(z), generator=torch.Generator().manual_seed(9))  # noqa: E731
+    return lambda z: ring.sample(len(z), generator=torch.Generator().manual_seed(9))
 
 
 @pytest.fixture

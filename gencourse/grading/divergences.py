@@ -141,7 +141,8 @@ def _gaussian_mle(gaussian_mle):
     from gencourse import density
 
     g = torch.Generator().manual_seed(4)
-    x = torch.randn(25, 3, generator=g, dtype=torch.float64) @ torch.tensor([[1.0, 0.3, 0.0], [0.0, 1.0, 0.5], [0.0, 0.0, 2.0]], dtype=torch.float64) + 1.0
+    A = torch.tensor([[1.0, 0.3, 0.0], [0.0, 1.0, 0.5], [0.0, 0.0, 2.0]], dtype=torch.float64)
+    x = torch.randn(25, 3, generator=g, dtype=torch.float64) @ A + 1.0
     out = gaussian_mle(x)
     expect(isinstance(out, tuple) and len(out) == 2, f"return a tuple (mu, Sigma), got {type(out).__name__}")
     mu, Sigma = out

@@ -8,8 +8,8 @@ norm, ...) to say which one it is.
 
 from __future__ import annotations
 
-from .divergences import diagnose
 from .checks import expect, expect_close, expect_shape, register
+from .divergences import diagnose
 
 
 @register("optimal_transport.wasserstein_1d")
@@ -72,7 +72,8 @@ def _sinkhorn(sinkhorn):
     eps = 0.2
     plan = sinkhorn(a, b, M, eps, 2000)
     expect(isinstance(plan, torch.Tensor), f"return the plan as a tensor, got {type(plan).__name__}")
-    expect(tuple(plan.shape) != (6, 4), "the plan has shape (m, n) = (6, 4): it is transposed; row i must hold where the mass of x_i goes, shape (n, m) = (4, 6)")
+    expect(tuple(plan.shape) != (6, 4),
+           "the plan has shape (m, n) = (6, 4): it is transposed; row i must hold where the mass of x_i goes, shape (n, m) = (4, 6)")
     expect_shape(plan, (4, 6), what="the plan")
     expect_close(plan.sum(1), a, what="the row sums of the plan", rtol=1e-4, atol=1e-7,
                  hint="row i of the plan is where the mass a_i of x_i goes: P 1 = a")
@@ -98,7 +99,8 @@ def _c_transform(c_transform):
     _, _, M = _problem()
     f = torch.tensor([0.3, -0.2, 1.0, 0.1], dtype=torch.float64)
     got = c_transform(f, M)
-    expect(tuple(getattr(got, "shape", ())) != (4,), "f^c lives on the targets: it has m = 6 entries, one per column of M (take the min over i, dim=0)")
+    expect(tuple(getattr(got, "shape", ())) != (4,),
+           "f^c lives on the targets: it has m = 6 entries, one per column of M (take the min over i, dim=0)")
     expect_shape(got, (6,), what="c_transform(f, M) with M of shape (4, 6)")
     ref = transport.c_transform(f, M)
     diagnose(got, ref, {
@@ -187,7 +189,8 @@ def _w1_weighted_1d(w1_weighted_1d):
     signed = float((torch.cumsum(torch.cat([a, -b])[order], 0)[:-1] * (t[1:] - t[:-1])).sum())
     diagnose(got, ref, {
         "the absolute value is missing: without it the integral of F_alpha - F_beta is the difference of the means": signed,
-        "the weights are ignored: F_alpha jumps by a_i at x_i, not by 1/n": _w1_cdf(x, torch.full((5,), 0.2, dtype=torch.float64), y, torch.full((7,), 1 / 7, dtype=torch.float64)),
+        "the weights are ignored: F_alpha jumps by a_i at x_i, not by 1/n":
+            _w1_cdf(x, torch.full((5,), 0.2, dtype=torch.float64), y, torch.full((7,), 1 / 7, dtype=torch.float64)),
         "this is the integral of (F_alpha - F_beta)^2 (the Cramér distance), not of |F_alpha - F_beta|":
             float((torch.cumsum(torch.cat([a, -b])[order], 0)[:-1] ** 2 * (t[1:] - t[:-1])).sum()),
         "sort the points of both measures together (keeping each weight with its point) before summing over the gaps":

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 
-from .checks import close_to as _close, diagnose as _diagnose, expect, expect_close, expect_shape, register
+from .checks import close_to as _close
+from .checks import diagnose as _diagnose
+from .checks import expect, expect_close, expect_shape, register
 
 
 def _latents(seed: int = 0, B: int = 4, d: int = 3):
@@ -134,9 +136,11 @@ def _conditional_decoder_input(conditional_decoder_input):
     got = conditional_decoder_input(z, y, 10)
     expect(isinstance(got, torch.Tensor), f"return a tensor, got {type(got).__name__}")
     if got.shape == (3, 5):
-        raise AssertionError("the label was appended as one number: use its one-hot code, 10 numbers (torch.nn.functional.one_hot)")
+        raise AssertionError(
+            "the label was appended as one number: use its one-hot code, 10 numbers (torch.nn.functional.one_hot)")
     expect_shape(got, (3, 14), what="conditional_decoder_input(z, y, 10) for z (3, 4)")
-    expect(got.is_floating_point(), f"the result must be floating point (the decoder's input), got {got.dtype}: convert the one-hot code with .float()")
+    expect(got.is_floating_point(),
+           f"the result must be floating point (the decoder's input), got {got.dtype}: convert the one-hot code with .float()")
     expected = torch.cat([z, torch.eye(10)[y]], dim=1)
     if _close(got, torch.cat([torch.eye(10)[y], z], dim=1)):
         raise AssertionError("put the code first and the one-hot class after it: [z ; onehot(y)]")
