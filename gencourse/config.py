@@ -32,6 +32,7 @@ from . import checks
 PROFILES = ("smoke", "cpu", "gpu")
 ENV_PROFILE = "GENCOURSE_PROFILE"
 ENV_DATA = "GENCOURSE_DATA"
+ENV_WORKERS = "GENCOURSE_WORKERS"
 
 __all__ = [
     "PROFILES",
@@ -120,6 +121,21 @@ def cache_dir(sub: str | None = None) -> Path:
             f"set {ENV_DATA} to a folder you can write to"
         ) from err
     return path
+
+
+def workers(profile: str | None = None) -> int:
+    """How many independent training runs may go at once, each in its own process on one thread
+    (:func:`gencourse.train.run_in_processes`): ``$GENCOURSE_WORKERS`` when set, else under the
+    ``cpu`` profile the number of CPU cores this process may use (at most 4), and 1 under ``smoke``
+    (tests already run in parallel) and ``gpu`` (one device, used by one run at a time)."""
+    value = os.environ.get(ENV_WORKERS, "").strip()
+    if value:
+        try:
+            return checks.positive_int(int(value), ENV_WORKERS)
+        except ValueError:
+            raise ValueError(f"{ENV_WORKERS} must be a positive integer, got {value!r}") from None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return budget(smoke=1, cpu=max(1, min(4, cores)), gpu=1, profile=profile)
 
 
 class threads:

@@ -8,6 +8,8 @@ r"""Losses of the course, one section per family.
   losses, all computed from the discriminator's **logits** (scalars, means over the batch).
 * **Wasserstein critic** (chapters 02 and 08): the Kantorovich–Rubinstein objective, the WGAN-GP
   gradient penalty and WGAN weight clipping.
+* **Conditional GANs** (chapter 09): ACGAN's source and class losses, InfoGAN's variational
+  mutual-information term and the bound it gives.
 
 Conventions of the ELBO section: every term is **per image, summed over pixels** (and over latent
 dimensions), in **nats**; functions return one value per sample, shape ``(B,)``, and the training
@@ -456,3 +458,122 @@ def wgan_generator_loss(d_fake: torch.Tensor) -> torch.Tensor:
     (The same expression as :func:`g_loss_hinge`, with a critic in place of a hinge discriminator.)
     """
     return -_check_logits(d_fake, "d_fake").mean()
+
+
+# ==============================================================================================
+# Conditional GANs (chapter 09): ACGAN and InfoGAN
+# ==============================================================================================
+
+__all__ += ["class_loss", "acgan_d_loss", "acgan_g_loss", "gaussian_nll", "infogan_info_loss", "infogan_mi_lower_bound",
+            "uniform_code_entropy"]
+
+
+def _check_class_logits(logits, y, names=("logits", "y")) -> tuple[torch.Tensor, torch.Tensor]:
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or not logits.is_floating_point():
+        got = f"{logits.dtype} {tuple(logits.shape)}" if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(f"{names[0]} must be floating-point class logits of shape (B, K), got {got}")
+    if not isinstance(y, torch.Tensor) or y.shape != (len(logits),) or y.is_floating_point() or y.dtype == torch.bool:
+        got = f"{y.dtype} {tuple(y.shape)}" if isinstance(y, torch.Tensor) else type(y).__name__
+        raise ValueError(f"{names[1]} must be integer class indices of shape (B,) = ({len(logits)},), got {got}")
+    if len(y) and (int(y.min()) < 0 or int(y.max()) >= logits.shape[1]):
+        raise ValueError(f"{names[1]} must be in 0..{logits.shape[1] - 1}, got values in {int(y.min())}..{int(y.max())}")
+    return logits, y
+
+
+def class_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    r"""The class loss :math:`-\frac1B\sum_b \log \operatorname{softmax}(\ell_b)_{y_b}` (cross-entropy,
+    nats, mean over the batch) of class logits ``(B, K)`` and integer labels ``(B,)``: minus
+    ACGAN's :math:`L_C` on one batch, or minus the categorical part of InfoGAN's bound."""
+    logits, y = _check_class_logits(logits, y)
+    return F.cross_entropy(logits, y.long())
+
+
+def acgan_d_loss(src_real: torch.Tensor, cls_real: torch.Tensor, y_real: torch.Tensor,
+                 src_fake: torch.Tensor, cls_fake: torch.Tensor, y_fake: torch.Tensor, lambda_cls: float = 1.0) -> torch.Tensor:
+    r"""ACGAN's discriminator loss (Odena, Olah & Shlens, 2017, section 3), to **minimise**:
+    :math:`-(L_S + \lambda L_C)` with
+
+    .. math:: L_S = \mathbb E[\log P(S = \text{real} \mid X_\text{real})] + \mathbb E[\log P(S = \text{fake} \mid X_\text{fake})],
+
+    .. math:: L_C = \mathbb E[\log P(C = c \mid X_\text{real})] + \mathbb E[\log P(C = c \mid X_\text{fake})],
+
+    where :math:`c` is the real image's label for :math:`X_\text{real}` and the label **given to
+    the generator** for :math:`X_\text{fake} = G(z, c)`. ``src_*``: source logits ``(B,)``;
+    ``cls_*``: class logits ``(B, K)``; ``y_*``: int labels ``(B,)``. Returns a scalar:
+    :func:`d_loss_bce` of the source logits plus ``lambda_cls`` × the two class cross-entropies.
+    """
+    l_s = d_loss_bce(src_real, src_fake)
+    l_c = class_loss(cls_real, y_real) + class_loss(cls_fake, y_fake)
+    return l_s + lambda_cls * l_c
+
+
+def acgan_g_loss(src_fake: torch.Tensor, cls_fake: torch.Tensor, y_fake: torch.Tensor, lambda_cls: float = 1.0) -> torch.Tensor:
+    r"""ACGAN's generator loss, to **minimise**: the generator maximises :math:`\lambda L_C - L_S`;
+    its part of :math:`-L_S` is written in the non-saturating form, as for every GAN of the course:
+
+    .. math:: \mathcal L_G = -\frac1B\sum_b \log\sigma(d(G(z_b, c_b))) - \lambda\,\frac1B \sum_b \log P(C = c_b \mid G(z_b, c_b)).
+
+    ``src_fake`` ``(B,)``, ``cls_fake`` ``(B, K)``, ``y_fake`` ``(B,)``: the labels that were
+    **given to the generator** (any other labels teach it nothing about the condition)."""
+    return g_loss_non_saturating(src_fake) + lambda_cls * class_loss(cls_fake, y_fake)
+
+
+def gaussian_nll(c: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    r"""Per-sample negative log-density of :math:`c` under the diagonal Gaussian
+    :math:`\mathcal N(\mu, \operatorname{diag} e^{\text{logvar}})`, summed over dimensions, in nats:
+
+    .. math:: -\log \mathcal N(c; \mu, \sigma^2) = \frac12 \sum_k \Big(\log 2\pi + \log\sigma_k^2 + \frac{(c_k - \mu_k)^2}{\sigma_k^2}\Big).
+
+    All three ``(B, n)``; returns ``(B,)`` (minus :func:`gaussian_log_density`)."""
+    return -gaussian_log_density(c, mu, logvar)
+
+
+def infogan_info_loss(cat_logits: torch.Tensor, c_cat: torch.Tensor, mu: torch.Tensor | None = None,
+                      logvar: torch.Tensor | None = None, c_cont: torch.Tensor | None = None, lambda_cont: float = 1.0) -> torch.Tensor:
+    r"""InfoGAN's information loss (Chen et al., 2016, eq. 5), to **minimise**: minus the
+    expected log-likelihood of the codes under the recognition network,
+
+    .. math:: \mathcal L_\text{info} = -\frac1B\sum_b \Big(\log Q(c^\text{cat}_b \mid x_b)
+              + \lambda_\text{cont} \log \mathcal N\big(c^\text{cont}_b;\, \mu(x_b), \sigma^2(x_b)\big)\Big),
+              \qquad x_b = G(z_b, c_b),
+
+    so that :math:`L_I(G, Q) = H(c) - \mathcal L_\text{info}` (with :math:`\lambda_\text{cont} = 1`)
+    is the variational lower bound on the mutual information :math:`I(c; G(z, c))`
+    (:func:`infogan_mi_lower_bound`). It must be evaluated on **generated** images, whose codes are
+    known; real images have no codes. ``cat_logits`` ``(B, K)``, ``c_cat`` ``(B,)`` int; the
+    continuous part (``mu``, ``logvar``, ``c_cont``, all ``(B, n)``) is optional. Returns a scalar.
+    """
+    loss = class_loss(cat_logits, c_cat)
+    if c_cont is not None:
+        if mu is None or logvar is None:
+            raise ValueError("the continuous part needs mu, logvar and c_cont together")
+        for name, value in (("mu", mu), ("logvar", logvar), ("c_cont", c_cont)):
+            if not isinstance(value, torch.Tensor) or value.shape != (len(cat_logits), c_cont.shape[-1]) or c_cont.ndim != 2:
+                got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+                raise ValueError(f"{name} must have shape (B, n_cont) = ({len(cat_logits)}, {c_cont.shape[-1]}), got {got}")
+        loss = loss + lambda_cont * gaussian_nll(c_cont, mu, logvar).mean()
+    return loss
+
+
+def uniform_code_entropy(n_cat: int, n_cont: int = 0, low: float = -1.0, high: float = 1.0) -> float:
+    r"""The entropy :math:`H(c)` of InfoGAN's prior, in nats: :math:`\log K` for a uniform
+    categorical code plus :math:`\log(b - a)` per continuous code uniform on :math:`(a, b)`
+    (a differential entropy: :math:`\log 2` for :math:`(-1, 1)`)."""
+    if not high > low:
+        raise ValueError(f"high must be > low, got low={low}, high={high}")
+    return math.log(n_cat) + n_cont * math.log(high - low)
+
+
+def infogan_mi_lower_bound(cat_logits: torch.Tensor, c_cat: torch.Tensor, mu: torch.Tensor | None = None,
+                           logvar: torch.Tensor | None = None, c_cont: torch.Tensor | None = None) -> torch.Tensor:
+    r"""The variational lower bound on the mutual information of InfoGAN (Chen et al., 2016, lemma 5.1):
+
+    .. math:: I(c; x) \;\ge\; L_I = \mathbb E_{c, x}\big[\log Q(c \mid x)\big] + H(c),
+
+    tight when :math:`Q(c \mid x)` is the true posterior :math:`P(c \mid x)` (the gap is
+    :math:`\mathbb E_x \mathrm{KL}(P(\cdot \mid x) \,\|\, Q(\cdot \mid x)) \ge 0`). The codes are assumed
+    uniform (:func:`uniform_code_entropy`, continuous codes on :math:`(-1, 1)`); a Monte-Carlo
+    estimate over the batch, in nats. Arguments as in :func:`infogan_info_loss`.
+    """
+    n_cont = 0 if c_cont is None else c_cont.shape[-1]
+    return uniform_code_entropy(cat_logits.shape[-1], n_cont) - infogan_info_loss(cat_logits, c_cat, mu, logvar, c_cont)

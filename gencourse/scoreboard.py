@@ -51,7 +51,7 @@ import torch
 
 from . import config, data, density, metrics
 from .models import gan
-from .recipes import dcgan, vae, wgan
+from .recipes import conditional, dcgan, vae, wgan
 from .recipes import diffusion as ddpm
 
 __all__ = [
@@ -302,6 +302,27 @@ def _wgan_entry(n: int, generator: torch.Generator) -> Samples:
     modules, history = wgan.wgan_mnist("wgan", progress=False)
     x = gan.generate(modules["G_ema"], n, generator=generator).clamp(-1, 1)
     return Samples(x, history.seconds)
+
+
+def _conditional_entry(model: str):
+    def factory(n: int, generator: torch.Generator) -> Samples:
+        modules, history = conditional.conditional_mnist(model, progress=False)
+        labels = torch.arange(n) % 10
+        if model == "infogan":  # no labels: the categorical code is not a class
+            return Samples(conditional.sample_infogan(modules["G_ema"], labels, generator=generator), history.seconds)
+        return Samples(conditional.sample_conditional(modules["G_ema"], labels, generator=generator), history.seconds, labels)
+
+    return factory
+
+
+for _name, _model, _what in (
+    ("cGAN", "cgan", "one-hot label joined to z and to D's input"),
+    ("cGAN, projection D", "projection", "projection discriminator"),
+    ("ACGAN", "acgan", "auxiliary classifier in D"),
+    ("InfoGAN", "infogan", "10-way categorical + 2 continuous codes, no labels"),
+):
+    register(_name, chapter="09", value_range="pm1", description=f"{_what}; DCGAN networks, ngf = ndf = 16, EMA of G")(
+        _conditional_entry(_model))
 
 
 @register(

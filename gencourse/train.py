@@ -25,14 +25,14 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from tqdm.std import tqdm  # plain text on stderr: the rendered book drops it, Jupyter shows it
 
-from . import config, diffusion, losses
+from . import checks, config, diffusion, losses
 
 __all__ = ["History", "cycle", "fit", "EMA", "load_or_train", "last_run_info", "checkpoint_path", "lr_cosine", "vae_step"]
 
@@ -348,7 +348,7 @@ __all__ += ["d_step", "g_step"]
 
 
 def d_step(G: nn.Module, D: nn.Module, opt_D: torch.optim.Optimizer, x_real: torch.Tensor, z: torch.Tensor,
-           *, kind: str = "non_saturating") -> dict:
+           *, kind: str = "non_saturating", y_real: torch.Tensor | None = None, y_fake: torch.Tensor | None = None) -> dict:
     r"""One update of the discriminator (Goodfellow et al., 2014, Algorithm 1, inner loop; chapter 06).
 
     .. math:: \mathcal L_D = -\frac1B\sum_b \log\sigma\big(d(x_b)\big) - \frac1B\sum_b \log\Big(1 - \sigma\big(d(G(z_b))\big)\Big)
@@ -359,9 +359,19 @@ def d_step(G: nn.Module, D: nn.Module, opt_D: torch.optim.Optimizer, x_real: tor
 
     Returns floats: ``loss_D``, ``D_real`` = mean :math:`\sigma(d(x))` and ``D_fake`` = mean
     :math:`\sigma(d(G(z)))` (the discriminator's average belief that each batch is real).
+
+    A **conditional** GAN (chapter 09) passes labels: ``y_real`` ``(B,)``, the real images' labels,
+    and ``y_fake`` ``(B',)``, the labels given to the generator; then the step computes
+    :math:`D(x, y_\text{real})` and :math:`D(G(z, y_\text{fake}), y_\text{fake})`.
     """
-    x_fake = G(z).detach()  # a constant for this step: no gradient flows into G
-    d_real, d_fake = D(x_real), D(x_fake)
+    if (y_real is None) != (y_fake is None):
+        raise ValueError("a conditional d_step needs both y_real (labels of x_real) and y_fake (labels given to G)")
+    if y_fake is None:
+        x_fake = G(z).detach()  # a constant for this step: no gradient flows into G
+        d_real, d_fake = D(x_real), D(x_fake)
+    else:
+        x_fake = G(z, y_fake).detach()
+        d_real, d_fake = D(x_real, y_real), D(x_fake, y_fake)
     loss_D = losses.discriminator_loss(d_real, d_fake, kind)
     opt_D.zero_grad(set_to_none=True)
     loss_D.backward()
@@ -369,7 +379,8 @@ def d_step(G: nn.Module, D: nn.Module, opt_D: torch.optim.Optimizer, x_real: tor
     return {"loss_D": loss_D.item(), "D_real": torch.sigmoid(d_real).mean().item(), "D_fake": torch.sigmoid(d_fake).mean().item()}
 
 
-def g_step(G: nn.Module, D: nn.Module, opt_G: torch.optim.Optimizer, z: torch.Tensor, *, kind: str = "non_saturating") -> dict:
+def g_step(G: nn.Module, D: nn.Module, opt_G: torch.optim.Optimizer, z: torch.Tensor, *, kind: str = "non_saturating",
+           y: torch.Tensor | None = None) -> dict:
     r"""One update of the generator (Goodfellow et al., 2014, Algorithm 1, outer step; chapter 06).
 
     .. math:: \mathcal L_G^\text{NS} = -\frac1B\sum_b \log\sigma\big(d(G(z_b))\big) \quad\text{or}\quad
@@ -379,12 +390,14 @@ def g_step(G: nn.Module, D: nn.Module, opt_G: torch.optim.Optimizer, z: torch.Te
     ``G`` (nothing is detached), but ``D``'s parameters are frozen during the step, so that no
     gradient is accumulated for them (saves the work; their ``requires_grad`` is restored).
 
+    A conditional GAN (chapter 09) passes the labels ``y`` ``(B,)``: :math:`D(G(z, y), y)`.
+
     Returns floats: ``loss_G``.
     """
     flags = [p.requires_grad for p in D.parameters()]
     D.requires_grad_(False)
     try:
-        d_fake = D(G(z))
+        d_fake = D(G(z)) if y is None else D(G(z, y), y)
         loss_G = losses.generator_loss(d_fake, kind)
         opt_G.zero_grad(set_to_none=True)
         loss_G.backward()
@@ -449,6 +462,133 @@ def wgan_g_step(G: nn.Module, critic: nn.Module, opt_G: torch.optim.Optimizer, z
         for p, flag in zip(critic.parameters(), flags):
             p.requires_grad_(flag)
     return {"loss_G": loss_G.item()}
+
+
+# ----------------------------------------------------------------------------------------------
+# independent runs side by side
+# ----------------------------------------------------------------------------------------------
+
+__all__ += ["run_in_processes"]
+
+
+def run_in_processes(jobs: Sequence[tuple[Callable, tuple, Mapping]], workers: int | None = None) -> list:
+    r"""Run independent jobs ``(function, args, kwargs)``, up to ``workers`` at a time (default
+    :func:`gencourse.config.workers`), each in a fresh process (``spawn``), and return their results
+    in order. With one worker (or one job) they run here, one after the other.
+
+    For runs that each use one CPU thread (the recipes of the course), two processes on two cores
+    take about half the time of one after the other, where two threads in one process gain little.
+    ``function`` must be importable (a module-level function of a package, not a notebook cell),
+    arguments and results picklable; the children inherit the environment (profile, cache folder),
+    so a recipe trained in a child is cached where the parent will load it.
+    """
+    jobs = list(jobs)
+    workers = config.workers() if workers is None else checks.positive_int(workers, "workers")
+    for job in jobs:
+        if not (isinstance(job, tuple) and len(job) == 3 and callable(job[0])):
+            raise ValueError(f"each job must be a tuple (function, args, kwargs), got {job!r}")
+    if workers == 1 or len(jobs) <= 1:
+        return [f(*args, **kwargs) for f, args, kwargs in jobs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(f, *args, **kwargs) for f, args, kwargs in jobs]
+        return [future.result() for future in futures]
+
+
+# ----------------------------------------------------------------------------------------------
+# one-step functions of ACGAN and InfoGAN (chapter 09)
+# ----------------------------------------------------------------------------------------------
+
+__all__ += ["acgan_d_step", "acgan_g_step", "infogan_d_step", "infogan_g_step"]
+
+
+class _frozen:
+    """Within the block, no gradient is accumulated for ``module``'s parameters (restored after)."""
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+
+    def __enter__(self):
+        self.flags = [p.requires_grad for p in self.module.parameters()]
+        self.module.requires_grad_(False)
+
+    def __exit__(self, *exc):
+        for p, flag in zip(self.module.parameters(), self.flags):
+            p.requires_grad_(flag)
+
+
+def acgan_d_step(G: nn.Module, D: nn.Module, opt_D: torch.optim.Optimizer, x_real: torch.Tensor, y_real: torch.Tensor,
+                 z: torch.Tensor, y_fake: torch.Tensor, *, lambda_cls: float = 1.0) -> dict:
+    r"""One update of ACGAN's discriminator (Odena et al., 2017): minimise
+    :math:`-(L_S + \lambda L_C)` (:func:`gencourse.losses.acgan_d_loss`) on a real batch with its labels
+    ``y_real`` and a detached fake batch :math:`G(z, y_\text{fake})` with the labels **given to G**.
+    ``D`` returns ``(source logits (B,), class logits (B, K))``. Returns floats: ``loss_D``,
+    ``D_real``, ``D_fake`` (mean :math:`\sigma` of the source logits), ``acc_real`` (the class
+    head's accuracy on real images)."""
+    x_fake = G(z, y_fake).detach()
+    src_real, cls_real = D(x_real)
+    src_fake, cls_fake = D(x_fake)
+    loss = losses.acgan_d_loss(src_real, cls_real, y_real, src_fake, cls_fake, y_fake, lambda_cls)
+    opt_D.zero_grad(set_to_none=True)
+    loss.backward()
+    opt_D.step()
+    return {"loss_D": loss.item(), "D_real": torch.sigmoid(src_real).mean().item(), "D_fake": torch.sigmoid(src_fake).mean().item(),
+            "acc_real": (cls_real.argmax(1) == y_real).float().mean().item()}
+
+
+def acgan_g_step(G: nn.Module, D: nn.Module, opt_G: torch.optim.Optimizer, z: torch.Tensor, y: torch.Tensor,
+                 *, lambda_cls: float = 1.0) -> dict:
+    r"""One update of ACGAN's generator: minimise :func:`gencourse.losses.acgan_g_loss` of
+    :math:`G(z, y)` with the labels ``y`` it was given; ``D``'s parameters frozen. Returns floats:
+    ``loss_G`` and ``acc_fake`` (the class head's accuracy on the fakes)."""
+    with _frozen(D):
+        src, cls = D(G(z, y))
+        loss = losses.acgan_g_loss(src, cls, y, lambda_cls)
+        opt_G.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_G.step()
+    return {"loss_G": loss.item(), "acc_fake": (cls.argmax(1) == y).float().mean().item()}
+
+
+def infogan_d_step(G: nn.Module, D: nn.Module, opt_D: torch.optim.Optimizer, x_real: torch.Tensor, z: torch.Tensor,
+                   c_cat: torch.Tensor, c_cont: torch.Tensor, *, lambda_info: float = 1.0, lambda_cont: float = 1.0) -> dict:
+    r"""One update of InfoGAN's discriminator and recognition network (Chen et al., 2016): minimise
+
+    .. math:: \mathcal L_D + \lambda\,\mathcal L_\text{info}\big(Q(\cdot \mid \tilde x), c\big), \qquad \tilde x = G(z, c) \text{ (detached)},
+
+    where :math:`\mathcal L_D` is :func:`gencourse.losses.d_loss_bce` and
+    :math:`\mathcal L_\text{info}` (:func:`gencourse.losses.infogan_info_loss`) is computed on the
+    **generated** batch only, whose codes are known. ``D`` returns ``(d, cat_logits, mu, logvar)``
+    (:class:`gencourse.models.conditional.InfoGANDiscriminator`). Returns floats: ``loss_D``,
+    ``info`` (:math:`\mathcal L_\text{info}`), ``D_real``, ``D_fake``."""
+    x_fake = G(z, c_cat, c_cont).detach()
+    d_real = D(x_real)[0]
+    d_fake, cat_logits, mu, logvar = D(x_fake)
+    info = losses.infogan_info_loss(cat_logits, c_cat, mu, logvar, c_cont, lambda_cont)
+    loss = losses.d_loss_bce(d_real, d_fake) + lambda_info * info
+    opt_D.zero_grad(set_to_none=True)
+    loss.backward()
+    opt_D.step()
+    return {"loss_D": loss.item(), "info": info.item(), "D_real": torch.sigmoid(d_real).mean().item(),
+            "D_fake": torch.sigmoid(d_fake).mean().item()}
+
+
+def infogan_g_step(G: nn.Module, D: nn.Module, opt_G: torch.optim.Optimizer, z: torch.Tensor, c_cat: torch.Tensor,
+                   c_cont: torch.Tensor, *, lambda_info: float = 1.0, lambda_cont: float = 1.0) -> dict:
+    r"""One update of InfoGAN's generator: minimise the non-saturating loss plus
+    :math:`\lambda\,\mathcal L_\text{info}` of :math:`G(z, c)` (so that :math:`G` makes its codes
+    recoverable: it **maximises** the mutual-information bound); ``D`` and ``Q`` frozen. Returns
+    floats: ``loss_G``, ``info``."""
+    with _frozen(D):
+        d_fake, cat_logits, mu, logvar = D(G(z, c_cat, c_cont))
+        info = losses.infogan_info_loss(cat_logits, c_cat, mu, logvar, c_cont, lambda_cont)
+        loss = losses.g_loss_non_saturating(d_fake) + lambda_info * info
+        opt_G.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_G.step()
+    return {"loss_G": loss.item(), "info": info.item()}
 
 
 # ----------------------------------------------------------------------------------------------

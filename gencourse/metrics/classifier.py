@@ -9,7 +9,7 @@ import torch
 
 from .features import N_CLASSES
 
-__all__ = ["class_coverage", "inception_score", "conditional_accuracy", "N_CLASSES"]
+__all__ = ["class_coverage", "inception_score", "conditional_accuracy", "confusion_matrix", "matched_accuracy", "N_CLASSES"]
 
 
 def _check_logits(logits, name: str = "logits") -> torch.Tensor:
@@ -66,3 +66,37 @@ def conditional_accuracy(logits, labels) -> float:
     if labels.shape != (len(logits),) or labels.is_floating_point():
         raise ValueError(f"labels must be integers of shape (N,) = ({len(logits)},), got {labels.dtype} {tuple(labels.shape)}")
     return (logits.argmax(1).cpu() == labels.cpu()).double().mean().item()
+
+
+def confusion_matrix(pred, true, n_pred: int, n_true: int) -> torch.Tensor:
+    r"""Counts ``C[i, j]`` of items with predicted (or code) value ``i`` and true class ``j``:
+    ``pred``, ``true`` integer tensors ``(N,)`` with values in ``0..n_pred-1`` and ``0..n_true-1``."""
+    pred, true = torch.as_tensor(pred), torch.as_tensor(true)
+    for name, v, k in (("pred", pred, n_pred), ("true", true, n_true)):
+        if v.ndim != 1 or v.is_floating_point() or v.dtype == torch.bool or len(v) != len(pred) or len(v) == 0:
+            raise ValueError(f"pred and true must be non-empty integer tensors of the same shape (N,), got {name} {v.dtype} {tuple(v.shape)}")
+        if int(v.min()) < 0 or int(v.max()) >= k:
+            raise ValueError(f"{name} must be in 0..{k - 1}, got values in {int(v.min())}..{int(v.max())}")
+    counts = torch.zeros(n_pred * n_true, dtype=torch.long)
+    counts.index_add_(0, pred.long().cpu() * n_true + true.long().cpu(), torch.ones(len(pred), dtype=torch.long))
+    return counts.view(n_pred, n_true)
+
+
+def matched_accuracy(pred, true, n_classes: int = N_CLASSES) -> dict:
+    r"""The accuracy of an **unsupervised** labelling (e.g. InfoGAN's categorical code, chapter 09)
+    under the best one-to-one matching of its values to the true classes:
+
+    .. math:: \max_{\pi \in S_K} \frac1N \sum_i \mathbb 1[\pi(\text{pred}_i) = \text{true}_i],
+
+    found by the Hungarian algorithm (``scipy.optimize.linear_sum_assignment`` on the confusion
+    matrix) instead of trying all :math:`K!` permutations. Chance is :math:`1/K` for a code
+    independent of the class. Returns ``{"accuracy", "mapping"}``: ``mapping[i]`` is the class
+    matched to value ``i``.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    counts = confusion_matrix(pred, true, n_classes, n_classes)
+    rows, cols = linear_sum_assignment(counts.numpy(), maximize=True)
+    mapping = torch.full((n_classes,), -1, dtype=torch.long)
+    mapping[torch.as_tensor(rows)] = torch.as_tensor(cols)
+    return {"accuracy": counts[rows, cols].sum().item() / counts.sum().item(), "mapping": mapping}
