@@ -468,7 +468,7 @@ def wgan_g_step(G: nn.Module, critic: nn.Module, opt_G: torch.optim.Optimizer, z
 # independent runs side by side
 # ----------------------------------------------------------------------------------------------
 
-__all__ += ["run_in_processes"]
+__all__ += ["run_in_processes", "run_in_background"]
 
 
 def run_in_processes(jobs: Sequence[tuple[Callable, tuple, Mapping]], workers: int | None = None) -> list:
@@ -495,6 +495,37 @@ def run_in_processes(jobs: Sequence[tuple[Callable, tuple, Mapping]], workers: i
     with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(f, *args, **kwargs) for f, args, kwargs in jobs]
         return [future.result() for future in futures]
+
+
+def run_in_background(function: Callable, *args, **kwargs):
+    r"""Start ``function(*args, **kwargs)`` in a fresh process (``spawn``) and return at once a
+    :class:`concurrent.futures.Future`; ``future.result()`` waits for it and returns its result
+    (or raises its exception). With one worker (:func:`gencourse.config.workers`: under ``smoke``
+    and ``gpu``) it runs here and now, and the future is already done.
+
+    A chapter uses it to train its large model on the second core while its other cells run on the
+    first: both on one thread each, the chapter takes about the longer of the two instead of their
+    sum. Same requirements as :func:`run_in_processes` (an importable function, picklable
+    arguments and result, the environment inherited).
+    """
+    from concurrent.futures import Future
+
+    if not callable(function):
+        raise ValueError(f"function must be callable, got {type(function).__name__}")
+    if config.workers() == 1:
+        future: Future = Future()
+        try:
+            future.set_result(function(*args, **kwargs))
+        except Exception as err:  # handed to the caller through the future
+            future.set_exception(err)
+        return future
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    future = pool.submit(function, *args, **kwargs)
+    pool.shutdown(wait=False)  # the job runs to its end; the worker exits after it
+    return future
 
 
 # ----------------------------------------------------------------------------------------------

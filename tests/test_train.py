@@ -195,3 +195,35 @@ def test_ddpm_train_step_is_algorithm_1_with_label_dropout():
     assert out["loss"] == pytest.approx(loss.item())
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     assert opt_a.param_groups[0]["lr"] == 0.1 and ema.updates == 1
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_run_in_background_returns_the_result_or_the_error(monkeypatch, workers):
+    import math
+    import os
+
+    monkeypatch.setenv("GENCOURSE_WORKERS", workers)
+    future = train.run_in_background(math.pow, 2, 10)
+    assert future.result(timeout=120) == 1024.0
+    if workers == "1":  # ran here and now
+        assert future.done()
+    failing = train.run_in_background(math.sqrt, -1.0)
+    with pytest.raises(ValueError, match="math domain error"):
+        failing.result(timeout=120)
+    pid = train.run_in_background(os.getpid).result(timeout=120)
+    assert (pid == os.getpid()) == (workers == "1")  # a separate process when there are two workers
+    with pytest.raises(ValueError, match="callable"):
+        train.run_in_background(3)
+
+
+def test_workers_from_the_environment_and_the_profile(monkeypatch):
+    from gencourse import config
+
+    monkeypatch.setenv("GENCOURSE_WORKERS", "3")
+    assert config.workers() == 3
+    monkeypatch.setenv("GENCOURSE_WORKERS", "two")
+    with pytest.raises(ValueError, match="GENCOURSE_WORKERS must be a positive integer, got 'two'"):
+        config.workers()
+    monkeypatch.delenv("GENCOURSE_WORKERS")
+    assert config.workers("smoke") == 1 and config.workers("gpu") == 1
+    assert 1 <= config.workers("cpu") <= 4
