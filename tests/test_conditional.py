@@ -643,15 +643,15 @@ def test_conditional_models_trains_several_then_loads_them(tmp_path, monkeypatch
     paths = {m: train.checkpoint_path(m, conditional.conditional_settings(m, **overrides)) for m in ("cgan", "infogan")}
     assert not any(p.exists() for p in paths.values())
     out = conditional.conditional_models(("cgan", "infogan"), workers=1, **overrides)
-    assert set(out) == {"cgan", "infogan"} and all(p.exists() for p in paths.values())
-    assert len(out["cgan"][1]) == 3 and len(out["infogan"][1]) == 3
+    assert set(out) == {("cgan", 0), ("infogan", 0)} and all(p.exists() for p in paths.values())
+    assert len(out["cgan", 0][1]) == 3 and len(out["infogan", 0][1]) == 3
 
     def no_training(*args, **kwargs):
         raise AssertionError("a cached model was trained again")
 
     monkeypatch.setattr(conditional, "train_conditional", no_training)
-    again = conditional.conditional_models(("cgan", "infogan"), workers=1, **overrides)
+    again = conditional.conditional_models([("cgan", 0), ("infogan", 0)], workers=1, **overrides)
     for m in ("cgan", "infogan"):
-        assert again[m][1].run["trained"] is False and train.last_run_info(m)["trained"] is False
-        for a, b in zip(out[m][0]["G_ema"].state_dict().values(), again[m][0]["G_ema"].state_dict().values()):
+        assert again[m, 0][1].run["trained"] is False and train.last_run_info(m)["trained"] is False
+        for a, b in zip(out[m, 0][0]["G_ema"].state_dict().values(), again[m, 0][0]["G_ema"].state_dict().values()):
             assert torch.equal(a, b)

@@ -47,7 +47,10 @@ def conditional_settings(model: str = "cgan", **overrides) -> dict:
     ``ngf``, ``ndf``          16, 16                           as chapter 07's DCGAN
     ``features``              64                               :math:`F`, the body's output
     ``batch_size``            64
-    ``lr_G``, ``lr_D``        5e-4                             as chapter 07
+    ``lr_G``, ``lr_D``        5e-4 (InfoGAN: 1e-3, 2e-4)       as chapter 07; InfoGAN's categorical
+                                                               code matched the digits better with
+                                                               a faster G (0.34 against 0.22, one
+                                                               seed, 1,000 steps)
     ``betas``                 (0.5, 0.999)
     ``ema_decay``             0.995
     ``lambda_cls``            1                                ACGAN's class-loss weight
@@ -68,8 +71,10 @@ def conditional_settings(model: str = "cgan", **overrides) -> dict:
     unknown = set(overrides) - set(settings)
     if unknown:
         raise ValueError(f"unknown conditional GAN settings {sorted(unknown)}; known: {sorted(settings)}")
+    checks.one_of(model, MODELS, "model")
+    if model == "infogan":  # the learning rates of the public InfoGAN code: a faster G finds the code sooner
+        settings.update(lr_G=1e-3, lr_D=2e-4)
     settings.update(overrides)
-    checks.one_of(settings["model"], MODELS, "model")
     checks.positive_int(settings["steps"], "steps")
     return settings
 
