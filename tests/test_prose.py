@@ -136,6 +136,17 @@ ALLOWED: dict[str, dict[str, str]] = {
         "0.3": "the tolerance of the median gradient norm that the cell asserts (a setting)",
         "20 %": "the tolerance of the critic's estimate that the cell asserts (a setting)",
     },
+    "09_conditional_gans": {
+        "0.5": "Adam beta_1, and the truncation threshold tau = 0.5 (settings)",
+        "0.999": "Adam beta_2 (a setting)",
+        "0.3": "the noise epsilon of the channel whose mutual information is computed exactly (a setting)",
+        "10 %": "chance level 1/K of a code independent of the digit, K = 10 (a closed form)",
+        "70 %": "the threshold the seeds are counted against (a setting)",
+        "5 %": "the error Chen et al. (2016) report for InfoGAN on MNIST (a published value, cited)",
+        "20 %": "the label dropout of chapter 12's classifier-free guidance (a setting)",
+        "90 s": "the exercise's training budget (a setting)",
+        "80 %": "the exercise's target (a setting)",
+    },
     "12_diffusion": {
         "0.02": "beta_T of the linear schedule (a setting)",
         "0.008": "the cosine schedule's offset s (a setting)",
