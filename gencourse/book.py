@@ -105,7 +105,8 @@ def training_note(what: str, history) -> str:
     run = getattr(history, "run", None) or {}
     seconds = _fmt(run.get("train_seconds", getattr(history, "seconds", None)))
     if run.get("trained"):
-        return f"{what} was trained in this run in {seconds}"
+        where = " (in a worker process)" if run.get("worker_process") else ""
+        return f"{what} was trained in this run{where} in {seconds}"
     if not run:
         return f"{what}: training took {seconds}"
     when = f" on {run['date']}" if run.get("date") else ""

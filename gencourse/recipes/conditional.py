@@ -212,8 +212,13 @@ def conditional_models(jobs=MODELS, *, workers: int | None = None, retrain: bool
     parallel = len(todo) > 1 and (workers or config.workers()) > 1
     if parallel:
         train.run_in_processes(todo, workers)
-    return {(m, seed): conditional_mnist(m, progress=not parallel, retrain=False if parallel else retrain, seed=seed, **overrides)
-            for m, seed in pairs}
+    out = {(m, seed): conditional_mnist(m, progress=not parallel, retrain=False if parallel else retrain, seed=seed, **overrides)
+           for m, seed in pairs}
+    if parallel:  # loaded here, but trained by this call in a worker process: say so
+        trained_here = {(job[1][0], job[1][1]) for job in todo}
+        for key in trained_here:
+            out[key][1].run.update(trained=True, worker_process=True)
+    return out
 
 
 def sample_conditional(G: torch.nn.Module, labels: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
