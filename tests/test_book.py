@@ -67,6 +67,8 @@ def test_footer_and_training_notes(capsys):
     loaded = History(seconds=229.0, run={"trained": False, "train_seconds": 229.0,
                                          "date": "2026-12-01 20:00 UTC", "profile": "cpu"})
     assert book.training_note("the DCGAN", trained) == "the DCGAN was trained in this run in 3.8 min"
+    in_worker = History(seconds=229.0, run={"trained": True, "worker_process": True, "train_seconds": 229.0})
+    assert book.training_note("the cGAN", in_worker) == "the cGAN was trained in this run (in a worker process) in 3.8 min"
     assert book.training_note("the DCGAN", loaded) == (
         "the DCGAN was loaded from the cache (trained in 3.8 min on 2026-12-01 20:00 UTC under the cpu profile)")
     note = book.footer("gans", [book.training_note("the DCGAN", loaded)])
