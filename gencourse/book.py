@@ -8,6 +8,9 @@ rendered page and the executed notebook agree on every machine (``tests/test_pro
 ``python -m gencourse.book build``     render ``_build/html`` under the active profile
 ``python -m gencourse.book runtimes``  time every chapter under the active profile, record it
                                        in ``gencourse/runtimes.json`` and the table of ``intro.md``
+``python -m gencourse.book url``       print the repository's address (``_config.yml``) and the files
+                                       whose copy of it disagrees; ``url NEW_URL [--branch B]``
+                                       writes a new one into ``_config.yml`` and every copy
 """
 
 from __future__ import annotations
@@ -26,10 +29,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import config
+from . import config, repo_url
 
 __all__ = ["header", "footer", "glue", "training_note", "html_table", "load_runtimes", "runtime_table",
-           "chapters", "build", "measure_runtimes"]
+           "chapters", "build", "measure_runtimes", "repository_url"]
 
 RUNTIMES = Path(__file__).with_name("runtimes.json")
 TABLE_START, TABLE_END = "<!-- runtimes:start -->", "<!-- runtimes:end -->"
@@ -263,6 +266,28 @@ def build(root: Path = Path("."), output: Path | None = None, profile: str | Non
     return rc
 
 
+def repository_url(root: Path = Path("."), url: str | None = None, branch: str | None = None) -> int:
+    """The ``url`` command. Without ``url`` and ``branch``: print the address that ``_config.yml``
+    records and every file whose copy disagrees (exit status 1 if one does). With them: write them
+    into ``_config.yml`` and every copy (:func:`gencourse.repo_url.set_url`) and print what changed."""
+    if url is None and branch is None:
+        current, current_branch = repo_url.read_config(root)
+        print(f"repository: {current} (branch {current_branch}), from {repo_url.CONFIG}")
+        wrong = repo_url.disagreements(root)
+        for line in wrong:
+            print(f"  disagrees: {line}")
+        print(f"{len(wrong)} file(s) disagree; run `python -m gencourse.book url {current}` to rewrite them" if wrong
+              else f"all {len(repo_url.copy_files(root))} files agree")
+        return 1 if wrong else 0
+    for path in repo_url.set_url(root, url, branch):
+        print(f"wrote {path}")
+    current, current_branch = repo_url.read_config(root)
+    if repo_url.pages_url(current) is None:
+        print(f"note: {current} is not a GitHub address; the book's address (url:) in CITATION.cff was left as it is")
+    print(f"repository: {current} (branch {current_branch})")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gencourse.book", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -271,10 +296,15 @@ def main(argv=None) -> int:
     b.add_argument("--profile", help=f"one of {', '.join(config.PROFILES)} (default: the active profile)")
     r = sub.add_parser("runtimes", help="time each chapter under the active profile")
     r.add_argument("chapters", nargs="*", help="chapter names (default: all in _toc.yml)")
+    u = sub.add_parser("url", help="print the repository's address and the files that disagree, or change it everywhere")
+    u.add_argument("new_url", nargs="?", help="the new address, e.g. https://github.com/<you>/gencourse")
+    u.add_argument("--branch", help="the branch that Colab installs from (default: the one in _config.yml)")
     args = parser.parse_args(argv)
     try:
         if args.command == "build":
             return build(Path("."), Path(args.output) if args.output else None, args.profile)
+        if args.command == "url":
+            return repository_url(Path("."), args.new_url, args.branch)
         measure_runtimes(Path("."), args.chapters or None)
         return 0
     except ValueError as err:
