@@ -1,17 +1,14 @@
 """Tests of gencourse.data: MNIST (embedded subset, torchvision path offline) and 2-D toys."""
 
-import functools
-import gzip
 import hashlib
-import http.server
 import math
 import re
 import struct
-import threading
 
 import numpy as np
 import pytest
 import torch
+from conftest import idx_images, idx_labels
 
 from gencourse import data
 
@@ -102,61 +99,9 @@ def test_mnist_bad_arguments(kwargs, match):
 
 
 # ----------------------------------------------------------------------------------------------
-# MNIST: torchvision path, offline, with a fake mirror of IDX files
+# MNIST: torchvision path, offline, with a fake mirror of IDX files (the fixture `fake_mirror` of
+# conftest.py: 20 train / 10 test random images)
 # ----------------------------------------------------------------------------------------------
-
-def _idx_images(x: np.ndarray) -> bytes:
-    return struct.pack(">IIII", 2051, len(x), 28, 28) + x.astype(np.uint8).tobytes()
-
-
-def _idx_labels(y: np.ndarray) -> bytes:
-    return struct.pack(">II", 2049, len(y)) + y.astype(np.uint8).tobytes()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def fake_mirror(tmp_path, monkeypatch):
-    """A local mirror with 20 train / 10 test random images, as gzip files like the real ones.
-
-    It is served over HTTP on the loopback interface (no network): torchvision's downloader reads
-    ``response.length``, which ``file://`` responses lack.
-    """
-    torchvision = pytest.importorskip("torchvision")
-    rng = np.random.default_rng(0)
-    fake = {
-        "train": (rng.integers(0, 256, (20, 28, 28)), rng.integers(0, 10, 20)),
-        "test": (rng.integers(0, 256, (10, 28, 28)), rng.integers(0, 10, 10)),
-    }
-    mirror = tmp_path / "mirror"
-    mirror.mkdir()
-    resources = []
-    for split, prefix in (("train", "train"), ("test", "t10k")):
-        x, y = fake[split]
-        for kind, payload in (("images-idx3", _idx_images(x)), ("labels-idx1", _idx_labels(y))):
-            name = f"{prefix}-{kind}-ubyte.gz"
-            blob = gzip.compress(payload, mtime=0)
-            (mirror / name).write_bytes(blob)
-            resources.append((name, hashlib.md5(blob).hexdigest()))
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(mirror))
-    )
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    for var in ("no_proxy", "NO_PROXY"):
-        monkeypatch.setenv(var, "127.0.0.1,localhost")
-    monkeypatch.setattr(
-        torchvision.datasets.MNIST, "mirrors", [f"http://127.0.0.1:{server.server_address[1]}/"]
-    )
-    monkeypatch.setattr(torchvision.datasets.MNIST, "resources", resources)
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("GENCOURSE_DATA", str(cache))
-    yield fake, cache / "mnist"
-    server.shutdown()
-    server.server_close()
-
 
 def test_torchvision_downloads_and_loads_exactly(fake_mirror, monkeypatch):
     fake, root = fake_mirror
@@ -223,8 +168,8 @@ def test_corrupt_cached_file_stops_auto_too(fake_mirror, monkeypatch):
 
 def test_images_and_labels_must_agree(fake_mirror):
     _, root = fake_mirror
-    _write_raw(root, "t10k-images-idx3-ubyte", _idx_images(np.zeros((3, 28, 28))))
-    _write_raw(root, "t10k-labels-idx1-ubyte", _idx_labels(np.zeros(4)))
+    _write_raw(root, "t10k-images-idx3-ubyte", idx_images(np.zeros((3, 28, 28))))
+    _write_raw(root, "t10k-labels-idx1-ubyte", idx_labels(np.zeros(4)))
     with pytest.raises(ValueError, match="3 images.*4 labels"):
         data.mnist("test", source="torchvision")
 
