@@ -12,7 +12,7 @@ the predicted classes (ln 10 = 2.303 when all ten digits are equally frequent).
 
 * **chapter 08** (:func:`gencourse.recipes.wgan.wgan_settings`): chapter 07's DCGAN generator and
   :class:`~gencourse.models.wgan.ConvCritic` (its discriminator without batch norm), ``ngf = ndf = 16``,
-  Adam 2e-4, β = (0.5, 0.9), samples from an EMA of G (decay 0.995).
+  Adam 5e-4, β = (0.5, 0.9), samples from an EMA of G (decay 0.995).
 * **public MLP recipe**, written from its description: :class:`~gencourse.models.wgan.PublicMLPGenerator`
   (z of 100 → 128 → 256 → 512 → 1024 → 784, batch norm, LeakyReLU, Tanh) and
   :class:`~gencourse.models.wgan.PublicMLPCritic` (784 → 512 → 256 → 1), Adam 2e-4, β = (0.5, 0.999),
