@@ -347,6 +347,21 @@ def vae_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: t
 __all__ += ["d_step", "g_step"]
 
 
+class _frozen:
+    """Within the block, no gradient is accumulated for ``module``'s parameters (restored after)."""
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+
+    def __enter__(self):
+        self.flags = [p.requires_grad for p in self.module.parameters()]
+        self.module.requires_grad_(False)
+
+    def __exit__(self, *exc):
+        for p, flag in zip(self.module.parameters(), self.flags):
+            p.requires_grad_(flag)
+
+
 def d_step(G: nn.Module, D: nn.Module, opt_D: torch.optim.Optimizer, x_real: torch.Tensor, z: torch.Tensor,
            *, kind: str = "non_saturating", y_real: torch.Tensor | None = None, y_fake: torch.Tensor | None = None) -> dict:
     r"""One update of the discriminator (Goodfellow et al., 2014, Algorithm 1, inner loop; chapter 06).
@@ -394,17 +409,12 @@ def g_step(G: nn.Module, D: nn.Module, opt_G: torch.optim.Optimizer, z: torch.Te
 
     Returns floats: ``loss_G``.
     """
-    flags = [p.requires_grad for p in D.parameters()]
-    D.requires_grad_(False)
-    try:
+    with _frozen(D):
         d_fake = D(G(z)) if y is None else D(G(z, y), y)
         loss_G = losses.generator_loss(d_fake, kind)
         opt_G.zero_grad(set_to_none=True)
         loss_G.backward()
         opt_G.step()
-    finally:
-        for p, flag in zip(D.parameters(), flags):
-            p.requires_grad_(flag)
     return {"loss_G": loss_G.item()}
 
 
@@ -451,16 +461,11 @@ def wgan_g_step(G: nn.Module, critic: nn.Module, opt_G: torch.optim.Optimizer, z
     r"""One update of a WGAN generator (chapter 08): minimise :math:`-\frac1B\sum_b f(G(z_b))`
     (:func:`gencourse.losses.wgan_generator_loss`). The gradient flows through the critic, whose
     parameters are frozen during the step (as in :func:`g_step`). Returns floats: ``loss_G``."""
-    flags = [p.requires_grad for p in critic.parameters()]
-    critic.requires_grad_(False)
-    try:
+    with _frozen(critic):
         loss_G = losses.wgan_generator_loss(critic(G(z)))
         opt_G.zero_grad(set_to_none=True)
         loss_G.backward()
         opt_G.step()
-    finally:
-        for p, flag in zip(critic.parameters(), flags):
-            p.requires_grad_(flag)
     return {"loss_G": loss_G.item()}
 
 
@@ -533,21 +538,6 @@ def run_in_background(function: Callable, *args, **kwargs):
 # ----------------------------------------------------------------------------------------------
 
 __all__ += ["acgan_d_step", "acgan_g_step", "infogan_d_step", "infogan_g_step"]
-
-
-class _frozen:
-    """Within the block, no gradient is accumulated for ``module``'s parameters (restored after)."""
-
-    def __init__(self, module: nn.Module):
-        self.module = module
-
-    def __enter__(self):
-        self.flags = [p.requires_grad for p in self.module.parameters()]
-        self.module.requires_grad_(False)
-
-    def __exit__(self, *exc):
-        for p, flag in zip(self.module.parameters(), self.flags):
-            p.requires_grad_(flag)
 
 
 def acgan_d_step(G: nn.Module, D: nn.Module, opt_D: torch.optim.Optimizer, x_real: torch.Tensor, y_real: torch.Tensor,
