@@ -577,3 +577,63 @@ def infogan_mi_lower_bound(cat_logits: torch.Tensor, c_cat: torch.Tensor, mu: to
     """
     n_cont = 0 if c_cont is None else c_cont.shape[-1]
     return uniform_code_entropy(cat_logits.shape[-1], n_cont) - infogan_info_loss(cat_logits, c_cat, mu, logvar, c_cont)
+
+
+# ----------------------------------------------------------------------------------------------
+# image-to-image translation (chapter 10): pix2pix, CycleGAN
+# ----------------------------------------------------------------------------------------------
+
+__all__ += ["l1_loss", "pix2pix_g_loss", "cycle_loss", "identity_loss"]
+
+
+def l1_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    r"""The mean absolute error :math:`\frac1{BCHW}\sum |\text{output} - \text{target}|` (pix2pix's
+    :math:`\mathcal L_{L1}`, Isola et al., 2017, eq. 3, as a mean over pixels, the convention of
+    their code under which :math:`\lambda = 100` was chosen)."""
+    output, target = _check_tensor(output, "output"), _check_tensor(target, "target")
+    _check_same_shape(output, "output", target, "target")
+    return (output - target).abs().mean()
+
+
+def pix2pix_g_loss(d_fake: torch.Tensor, fake: torch.Tensor, target: torch.Tensor, lambda_l1: float = 100.0,
+                   kind: str = "non_saturating") -> torch.Tensor:
+    r"""The pix2pix generator's objective (Isola et al., 2017, eq. 4):
+
+    .. math:: \mathcal L_G = \mathcal L_\text{GAN}\big(D(x, G(x))\big) + \lambda\,\frac1{BCHW}\sum |y - G(x)|
+
+    ``d_fake`` the discriminator's logits on the pair (source, generated) (a PatchGAN's map: the
+    GAN term averages over patches), ``fake`` :math:`= G(x)`, ``target`` :math:`= y`, the **paired
+    target**, not the source :math:`x`. ``kind`` the GAN loss (:data:`GAN_LOSSES`); ``lambda_l1=0``
+    leaves the GAN alone.
+    """
+    if lambda_l1 < 0:
+        raise ValueError(f"lambda_l1 must be >= 0, got {lambda_l1!r}")
+    gan = _gan_pair(kind)[1](d_fake)
+    return gan + lambda_l1 * l1_loss(fake, target) if lambda_l1 else gan
+
+
+def cycle_loss(G_AB: Callable[[torch.Tensor], torch.Tensor], G_BA: Callable[[torch.Tensor], torch.Tensor],
+               a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    r"""CycleGAN's cycle-consistency loss (Zhu et al., 2017, eq. 2), as means over pixels:
+
+    .. math:: \mathcal L_\text{cyc} = \frac1{N}\sum \big|G_{BA}(G_{AB}(a)) - a\big| + \frac1{N}\sum \big|G_{AB}(G_{BA}(b)) - b\big|
+
+    ``G_AB`` maps domain *A* to *B*, ``G_BA`` *B* to *A*; ``a`` and ``b`` are batches of the two
+    domains (any sizes). Forward cycle :math:`a \to B \to A`, backward cycle :math:`b \to A \to B`.
+    """
+    a, b = _check_tensor(a, "a"), _check_tensor(b, "b")
+    return l1_loss(G_BA(G_AB(a)), a) + l1_loss(G_AB(G_BA(b)), b)
+
+
+def identity_loss(G_AB: Callable[[torch.Tensor], torch.Tensor], G_BA: Callable[[torch.Tensor], torch.Tensor],
+                  a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    r"""CycleGAN's identity loss (Zhu et al., 2017, section 5.2, after Taigman et al., 2017):
+    a generator given an image that is **already in its output domain** should leave it alone,
+
+    .. math:: \mathcal L_\text{id} = \frac1{N}\sum \big|G_{AB}(b) - b\big| + \frac1{N}\sum \big|G_{BA}(a) - a\big|
+
+    (``G_AB`` is fed *B*'s images and ``G_BA`` *A*'s; feeding each its own input domain would ask
+    the generators not to translate at all).
+    """
+    a, b = _check_tensor(a, "a"), _check_tensor(b, "b")
+    return l1_loss(G_AB(b), b) + l1_loss(G_BA(a), a)

@@ -636,3 +636,140 @@ class TimeMLP(nn.Module):
         for layer, proj in zip(self.layers, self.emb):
             h = h + layer(nn.functional.silu(h + proj(e)))
         return self.out(nn.functional.silu(h))
+
+
+# ----------------------------------------------------------------------------------------------
+# Image-to-image translation: the pix2pix U-Net and the PatchGAN discriminator (chapter 10)
+# ----------------------------------------------------------------------------------------------
+
+__all__ += ["TranslationUNet", "PatchGAN", "receptive_field"]
+
+
+def _norm(kind: str, c: int) -> nn.Module:
+    if kind == "instance":
+        return nn.InstanceNorm2d(c, affine=True)
+    if kind == "batch":
+        return nn.BatchNorm2d(c)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"norm must be 'instance', 'batch' or 'none', got {kind!r}")
+
+
+class TranslationUNet(nn.Module):
+    r"""The pix2pix generator (Isola et al., 2017, section 3.2.1 and appendix 6.1.1), at the size of
+    the course's images: an encoder of ``depth`` strided convolutions (:math:`k = 4, s = 2`, the
+    side halves each time), a bottleneck of two 3 × 3 convolutions, and a decoder of transposed
+    convolutions that mirrors the encoder. With ``skips=True`` (the U-Net) the decoder layer at
+    each resolution also receives the encoder's features of that resolution, concatenated along
+    the channels; with ``skips=False`` it is the paper's plain encoder-decoder, whose every bit of
+    information about the input must pass through the bottleneck.
+
+    Channels: ``ngf``, ``2 ngf``, ... (at most ``8 ngf``); LeakyReLU(0.2) in the encoder, ReLU in the
+    decoder, ``norm`` after every convolution except the first and the last, ``tanh`` output in
+    :math:`[-1, 1]`. Input ``(B, in_channels, H, W)`` with :math:`H, W` divisible by
+    :math:`2^\text{depth}` (28 × 28 digits: ``depth=2``; 32 × 32 crops: ``depth=3``).
+    """
+
+    def __init__(self, in_channels: int = 1, out_channels: int = 1, ngf: int = 32, depth: int = 2, *, skips: bool = True,
+                 norm: str = "instance", dropout: float = 0.0):
+        super().__init__()
+        in_channels, out_channels, ngf, depth = _check_positive_ints("in_channels, out_channels, ngf, depth",
+                                                                    (in_channels, out_channels, ngf, depth))
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        _norm(norm, 1)
+        self.in_channels, self.out_channels, self.depth, self.skips = in_channels, out_channels, depth, bool(skips)
+        widths = [ngf * min(2**i, 8) for i in range(depth)]
+        self.down = nn.ModuleList()
+        c = in_channels
+        for i, w in enumerate(widths):
+            layers: list[nn.Module] = [nn.Conv2d(c, w, 4, 2, 1)]
+            if i > 0:
+                layers.append(_norm(norm, w))
+            layers.append(nn.LeakyReLU(0.2))
+            self.down.append(nn.Sequential(*layers))
+            c = w
+        wb = ngf * min(2**depth, 8)
+        self.bottleneck = nn.Sequential(nn.Conv2d(c, wb, 3, 1, 1), _norm(norm, wb), nn.ReLU(),
+                                        nn.Conv2d(wb, wb, 3, 1, 1), _norm(norm, wb), nn.ReLU())
+        self.up = nn.ModuleList()
+        c = wb
+        for i in reversed(range(depth)):
+            c_in = c + (widths[i] if self.skips else 0)
+            if i == 0:
+                self.up.append(nn.Sequential(nn.ConvTranspose2d(c_in, out_channels, 4, 2, 1), nn.Tanh()))
+            else:
+                w = widths[i - 1]
+                layers = [nn.ConvTranspose2d(c_in, w, 4, 2, 1), _norm(norm, w), nn.ReLU()]
+                if dropout:
+                    layers.append(nn.Dropout(dropout))
+                self.up.append(nn.Sequential(*layers))
+                c = w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, H, W = x.shape if x.ndim == 4 else (None,) * 4
+        f = 2**self.depth
+        if x.ndim != 4 or C != self.in_channels or H % f or W % f:
+            raise ValueError(f"TranslationUNet expects images (B, {self.in_channels}, H, W) with H and W divisible by "
+                             f"2^depth = {f}, got shape {tuple(x.shape)}")
+        features = []
+        h = x
+        for block in self.down:
+            h = block(h)
+            features.append(h)
+        h = self.bottleneck(h)
+        for block, skip in zip(self.up, reversed(features)):
+            h = block(torch.cat([h, skip], 1) if self.skips else h)
+        return h
+
+
+def receptive_field(layers: Sequence[tuple[int, int]]) -> int:
+    r"""The receptive field (in input pixels, per side) of one output unit of a stack of
+    convolutions ``layers = [(kernel_size, stride), ...]``, first layer first:
+
+    .. math:: r_L = 1, \qquad r_{l-1} = s_l\,(r_l - 1) + k_l
+
+    run from the last layer back to the input. Padding moves the field, it does not change its size.
+    pix2pix's 70 × 70 PatchGAN, ``[(4, 2), (4, 2), (4, 2), (4, 1), (4, 1)]``, gives 70.
+    """
+    r = 1
+    for k, s in reversed([tuple(layer) for layer in layers]):
+        k, s = _check_positive_ints("kernel_size, stride", (k, s))
+        r = s * (r - 1) + k
+    return r
+
+
+class PatchGAN(nn.Module):
+    r"""The PatchGAN discriminator of pix2pix (Isola et al., 2017, section 3.2.2; their ``n_layers``
+    construction): ``n_down`` convolutions :math:`k = 4, s = 2` (``ndf``, ``2 ndf``, ...), one
+    :math:`k = 4, s = 1` convolution, and a :math:`k = 4, s = 1` convolution to one logit per patch.
+
+    It returns a map of logits ``(B, 1, H', W')``: each judges whether one
+    :attr:`receptive_field` × :attr:`receptive_field` patch of the input is real. ``n_down=3`` is the
+    paper's 70 × 70 PatchGAN; ``n_down=1`` gives 16 × 16 patches, a little over half of a 28 × 28
+    digit. For pix2pix the input is the source and the (real or generated) target concatenated along
+    the channels, ``in_channels = C_source + C_target``; for CycleGAN it is one image.
+    """
+
+    def __init__(self, in_channels: int = 2, ndf: int = 32, n_down: int = 1, *, norm: str = "instance"):
+        super().__init__()
+        in_channels, ndf, n_down = _check_positive_ints("in_channels, ndf, n_down", (in_channels, ndf, n_down))
+        _norm(norm, 1)
+        self.in_channels = in_channels
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, ndf, 4, 2, 1), nn.LeakyReLU(0.2)]
+        c = ndf
+        for i in range(1, n_down + 1):
+            w = ndf * min(2**i, 8)
+            stride = 2 if i < n_down else 1
+            layers += [nn.Conv2d(c, w, 4, stride, 1), _norm(norm, w), nn.LeakyReLU(0.2)]
+            c = w
+        layers.append(nn.Conv2d(c, 1, 4, 1, 1))
+        self.net = nn.Sequential(*layers)
+        self.layers = [(m.kernel_size[0], m.stride[0]) for m in self.net if isinstance(m, nn.Conv2d)]
+        self.receptive_field = receptive_field(self.layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"PatchGAN expects images (B, {self.in_channels}, H, W) (for pix2pix: the source and the "
+                             f"target concatenated along the channels), got shape {tuple(x.shape)}")
+        return self.net(x)

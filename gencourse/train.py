@@ -659,3 +659,98 @@ def ddpm_train_step(
     if ema is not None:
         ema.update(model)
     return {"loss": loss.item()}
+
+
+# ----------------------------------------------------------------------------------------------
+# one-step functions of image-to-image translation (chapter 10)
+# ----------------------------------------------------------------------------------------------
+
+__all__ += ["pix2pix_d_step", "pix2pix_g_step", "cyclegan_g_step", "cyclegan_d_step"]
+
+
+def pix2pix_d_step(G: nn.Module, D: nn.Module, opt_D: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                   *, kind: str = "non_saturating") -> dict:
+    r"""One update of pix2pix's conditional discriminator (Isola et al., 2017, eq. 1): it sees the
+    **pair** (source, target), real :math:`(x, y)` against generated :math:`(x, G(x))`,
+    concatenated along the channels; the generated image is detached.
+
+    .. math:: \mathcal L_D = \mathcal L^\text{D}_\text{GAN}\big(D([x, y]),\ D([x, G(x)])\big)
+
+    (``kind``: :data:`gencourse.losses.GAN_LOSSES`; means over patches and batch). The paper halves
+    this loss to slow D down; Adam's step size is invariant to that scale, so it is left out.
+    ``x`` ``(B, C_x, H, W)`` source, ``y`` ``(B, C_y, H, W)`` target. Returns floats ``loss_D``,
+    ``D_real``, ``D_fake`` (mean :math:`\sigma` of the patch logits)."""
+    with torch.no_grad():
+        fake = G(x)
+    d_real, d_fake = D(torch.cat([x, y], 1)), D(torch.cat([x, fake], 1))
+    loss = losses.discriminator_loss(d_real, d_fake, kind)
+    opt_D.zero_grad(set_to_none=True)
+    loss.backward()
+    opt_D.step()
+    return {"loss_D": loss.item(), "D_real": torch.sigmoid(d_real).mean().item(), "D_fake": torch.sigmoid(d_fake).mean().item()}
+
+
+def pix2pix_g_step(G: nn.Module, D: nn.Module | None, opt_G: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                   *, lambda_l1: float = 100.0, kind: str = "non_saturating") -> dict:
+    r"""One update of pix2pix's generator: minimise :func:`gencourse.losses.pix2pix_g_loss`,
+    :math:`\mathcal L_\text{GAN}(D([x, G(x)])) + \lambda\,\|y - G(x)\|_1` (``D`` frozen). With
+    ``D=None`` the step is L1 regression alone (the paper's "L1" ablation); ``lambda_l1=0`` the GAN
+    alone ("cGAN"). Returns floats ``loss_G`` and ``l1`` (the L1 term, unweighted)."""
+    fake = G(x)
+    l1 = losses.l1_loss(fake, y)
+    if D is None:
+        loss = lambda_l1 * l1 if lambda_l1 else l1
+        opt_G.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_G.step()
+        return {"loss_G": loss.item(), "l1": l1.item()}
+    with _frozen(D):
+        loss = losses.pix2pix_g_loss(D(torch.cat([x, fake], 1)), fake, y, lambda_l1, kind)
+        opt_G.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_G.step()
+    return {"loss_G": loss.item(), "l1": l1.item()}
+
+
+def cyclegan_g_step(G_AB: nn.Module, G_BA: nn.Module, D_A: nn.Module, D_B: nn.Module, opt_G: torch.optim.Optimizer,
+                    a: torch.Tensor, b: torch.Tensor, *, lambda_cycle: float = 10.0, lambda_identity: float = 5.0) -> dict:
+    r"""One update of CycleGAN's two generators (Zhu et al., 2017, eq. 3, least-squares GAN as in
+    their section 4), with ``D_A`` and ``D_B`` frozen:
+
+    .. math:: \mathcal L = \overline{(D_B(G_{AB}(a)) - 1)^2} + \overline{(D_A(G_{BA}(b)) - 1)^2}
+              + \lambda_\text{cyc}\,\mathcal L_\text{cyc} + \lambda_\text{id}\,\mathcal L_\text{id}
+
+    with :func:`gencourse.losses.cycle_loss` and :func:`gencourse.losses.identity_loss`
+    (:math:`\lambda_\text{id} = 0.5\,\lambda_\text{cyc}` in the authors' code; 0 switches it off,
+    as does ``lambda_cycle=0`` for the cycle). ``opt_G`` holds both generators' parameters.
+    Returns floats (``gan``, ``cycle``, ``identity``, ``loss_G``) and, under ``"fakes"``, the
+    detached translations ``(G_BA(b), G_AB(a))`` for :func:`cyclegan_d_step`."""
+    with _frozen(D_A), _frozen(D_B):
+        fake_b, fake_a = G_AB(a), G_BA(b)
+        d_b, d_a = D_B(fake_b), D_A(fake_a)
+        gan = ((d_b - 1) ** 2).mean() + ((d_a - 1) ** 2).mean()
+        cyc = losses.l1_loss(G_BA(fake_b), a) + losses.l1_loss(G_AB(fake_a), b) if lambda_cycle else torch.zeros(())
+        idt = losses.identity_loss(G_AB, G_BA, a, b) if lambda_identity else torch.zeros(())
+        loss = gan + lambda_cycle * cyc + lambda_identity * idt
+        opt_G.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_G.step()
+    return {"loss_G": loss.item(), "gan": gan.item(), "cycle": cyc.item(), "identity": idt.item(),
+            "fakes": (fake_a.detach(), fake_b.detach())}
+
+
+def cyclegan_d_step(D_A: nn.Module, D_B: nn.Module, opt_D: torch.optim.Optimizer, a: torch.Tensor, b: torch.Tensor,
+                    fake_a: torch.Tensor, fake_b: torch.Tensor) -> dict:
+    r"""One update of CycleGAN's two discriminators (least squares, :func:`gencourse.losses.d_loss_least_squares`):
+    ``D_A`` tells real *A* images ``a`` from translations ``fake_a`` :math:`= G_{BA}(b)`, ``D_B``
+    real ``b`` from ``fake_b`` :math:`= G_{AB}(a)` (detached: from :func:`cyclegan_g_step`'s
+    ``"fakes"``). The authors also replay translations from a pool of the last 50; this step uses the
+    current batch only. Returns floats ``loss_D``, ``D_A_real``, ``D_A_fake``, ``D_B_real``, ``D_B_fake``
+    (mean raw outputs: 1 means "real", 0 "fake")."""
+    ra, fa, rb, fb = D_A(a), D_A(fake_a.detach()), D_B(b), D_B(fake_b.detach())
+    loss = losses.d_loss_least_squares(ra, fa) + losses.d_loss_least_squares(rb, fb)
+    opt_D.zero_grad(set_to_none=True)
+    loss.backward()
+    opt_D.step()
+    return {"loss_D": loss.item(), "D_A_real": ra.mean().item(), "D_A_fake": fa.mean().item(),
+            "D_B_real": rb.mean().item(), "D_B_fake": fb.mean().item()}

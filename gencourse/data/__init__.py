@@ -1,7 +1,8 @@
 r"""Data sets of the course: MNIST and 2-D toy distributions with exact densities.
 
-Two modules, every public name re-exported here: :mod:`.images` (MNIST, value ranges) and
-:mod:`.toys` (2-D toy distributions).
+Three modules, every public name re-exported here: :mod:`.images` (MNIST, value ranges),
+:mod:`.toys` (2-D toy distributions) and :mod:`.translation` (paired and unpaired sets of
+chapter 10, built offline from MNIST, scikit-learn's UCI digits and scikit-image's photographs).
 
 MNIST
 =====
@@ -37,8 +38,9 @@ Gaussians as mode-coverage benchmarks); Grathwohl et al. (2019), *FFJORD* (moons
 
 import torch  # noqa: F401  (the doctest above)
 
-from . import images, toys
+from . import images, toys, translation
 from .images import *  # noqa: F403
 from .toys import *  # noqa: F403
+from .translation import *  # noqa: F403
 
-__all__ = [*images.__all__, *toys.__all__]
+__all__ = [*images.__all__, *toys.__all__, *translation.__all__]

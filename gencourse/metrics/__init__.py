@@ -38,7 +38,8 @@ features of the held-out images are cached too.
 The package's modules: :mod:`.features` (the feature network, input checks), :mod:`.fid` (FID,
 KID), :mod:`.neighbours` (nearest neighbours, precision and recall, memorisation, mode coverage),
 :mod:`.classifier` (class coverage, Inception Score, conditional accuracy), :mod:`.scores`
-(:func:`evaluate`), :mod:`.corruptions` and :mod:`.likelihood`; every public name is here too.
+(:func:`evaluate`), :mod:`.corruptions`, :mod:`.likelihood` and :mod:`.pixels` (L1 and PSNR of a
+translation to its target, chapter 10); every public name is here too.
 
 Also here: the corruptions of the sanity experiments (:func:`blur`, :func:`add_noise`),
 the bias of FID with the sample size (:func:`fid_vs_n`, :func:`fid_infinity`), and the
@@ -54,13 +55,14 @@ where to find them* (FID bias, :math:`\mathrm{FID}_\infty`); Theis, van den Oord
 *A note on the evaluation of generative models* (likelihood vs samples, dequantisation).
 """
 
-from . import classifier, corruptions, features, fid, likelihood, neighbours, scores
+from . import classifier, corruptions, features, fid, likelihood, neighbours, pixels, scores
 from .classifier import *  # noqa: F403
 from .corruptions import *  # noqa: F403
 from .features import *  # noqa: F403
 from .fid import *  # noqa: F403
 from .likelihood import *  # noqa: F403
 from .neighbours import *  # noqa: F403
+from .pixels import *  # noqa: F403
 from .scores import *  # noqa: F403
 
 __all__ = [
@@ -71,4 +73,5 @@ __all__ = [
     *scores.__all__,
     *corruptions.__all__,
     *likelihood.__all__,
+    *pixels.__all__,
 ]
