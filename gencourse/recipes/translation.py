@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from .. import checks, config, data, train
 from .. import nn as gnn
 from ..metrics import features
+from ..models.translation import KeepLuminance
 from .dcgan import TrainingRecord
 
 __all__ = ["PIX2PIX_VARIANTS", "CYCLEGAN_VARIANTS", "VARIANTS", "translation_settings", "build_translation", "train_translation",
@@ -56,6 +57,9 @@ def translation_settings(variant: str = "pix2pix", task: str = "edges2digits", *
     ``depth``              2 (28 × 28) or 3 (32 × 32)          the U-Net halves the side ``depth`` times
     ``n_down``             1 (16 × 16 patches)                 a patch a little over half a digit
     ``norm``               ``"instance"``                      the same in training and at test time
+    ``keep_luminance``     ``True`` for ``grey2colour``        G only chooses colours: the output's
+                                                               luminance is the input
+                                                               (:class:`~gencourse.models.translation.KeepLuminance`)
     ``batch_size``         16                                  the paper uses 1; 16 uses a CPU better
     ``lr``                 2e-4, Adam (0.5, 0.999)             the paper's
     ``lambda_l1``          100                                 pix2pix's :math:`\lambda`
@@ -70,7 +74,7 @@ def translation_settings(variant: str = "pix2pix", task: str = "edges2digits", *
     settings = {
         "variant": variant, "task": task, "ngf": 16, "ndf": 16, "depth": 2, "n_down": 1, "norm": "instance",
         "batch_size": 16, "lr": 2e-4, "betas": [0.5, 0.999], "kind": "non_saturating",
-        "lambda_l1": 100.0, "lambda_cycle": 10.0, "lambda_identity": 5.0, "snapshots": 5, "seed": 0,
+        "lambda_l1": 100.0, "lambda_cycle": 10.0, "lambda_identity": 5.0, "keep_luminance": False, "snapshots": 5, "seed": 0,
         "steps": config.budget(smoke=6, cpu=800, gpu=10_000),
     }
     unknown = set(overrides) - set(settings)
@@ -86,8 +90,9 @@ def translation_settings(variant: str = "pix2pix", task: str = "edges2digits", *
         settings["lambda_identity"] = 0.0 if variant == "no_identity" else settings["lambda_identity"]
     else:
         checks.one_of(task, data.PAIRED_TASKS, "task")
-        if task == "grey2colour" and "depth" not in overrides:
-            settings["depth"] = 3
+        if task == "grey2colour":
+            settings["depth"] = overrides.get("depth", 3)
+            settings["keep_luminance"] = overrides.get("keep_luminance", True)
         if variant == "cgan":
             settings["lambda_l1"] = 0.0
     checks.positive_int(settings["steps"], "steps")
@@ -114,7 +119,8 @@ def build_translation(settings: dict) -> dict:
                     "D_B": gnn.PatchGAN(1, s["ndf"], s["n_down"], norm=s["norm"])}
             shape, n = (1, 28, 28), 2 * N_GRID
         else:
-            mods = {"G": gnn.TranslationUNet(c_in, c_out, s["ngf"], s["depth"], skips=s["variant"] != "noskip", norm=s["norm"]),
+            G = gnn.TranslationUNet(c_in, c_out, s["ngf"], s["depth"], skips=s["variant"] != "noskip", norm=s["norm"])
+            mods = {"G": KeepLuminance(G) if s["keep_luminance"] else G,
                     "D": None if s["variant"] == "l1" else gnn.PatchGAN(c_in + c_out, s["ndf"], s["n_down"], norm=s["norm"])}
             side = 32 if s["task"] == "grey2colour" else 28
             shape, n = (c_out, side, side), N_GRID
