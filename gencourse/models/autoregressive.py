@@ -1,0 +1,409 @@
+r"""Autoregressive models of images (chapter 05): the chain rule made into networks.
+
+.. math:: p(x) = \prod_{i=1}^{D} p(x_i \mid x_{<i})
+
+in raster order (row by row, left to right; within a pixel, colour channel by colour channel). Every
+model here maps an image of integer **levels** :math:`x \in \{0..L-1\}^{C \times H \times W}` to logits
+``(B, L, C, H, W)`` whose entry at pixel :math:`i` depends on :math:`x_{<i}` only, so that one
+forward pass gives all :math:`D` conditionals and the **exact** log-likelihood
+(:func:`log_likelihood`, nats per image), and sampling takes :math:`D` passes (:func:`sample`).
+
+* :func:`causal_mask`, :class:`MaskedConv2d` — convolutions of type A (the centre pixel excluded:
+  first layer) and B (included: later layers), with colour-channel groups (van den Oord, Kalchbrenner
+  & Kavukcuoglu, 2016, *Pixel recurrent neural networks*, section 3.4).
+* :class:`MADE` — a masked MLP (Germain, Gregor, Murray & Larochelle, 2015), the fully visible
+  belief network of the chapter's first section.
+* :class:`PixelCNN` — a 7 × 7 type-A convolution, residual blocks 1 × 1 → 3 × 3 (B) → 1 × 1 and
+  1 × 1 output layers (van den Oord et al., 2016, figure 5 and table 4), optionally class-conditional.
+* :class:`GatedPixelCNN` — vertical and horizontal stacks with gated activations, which remove the
+  blind spot of masked convolutions (van den Oord et al., 2016, *Conditional image generation with
+  PixelCNN decoders*).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import checks
+
+__all__ = ["causal_mask", "MaskedConv2d", "MADE", "PixelCNN", "GatedPixelCNN", "quantise", "log_likelihood", "sample",
+           "check_levels", "dependencies"]
+
+
+def _colour_group(c: int, channels: int, n_colours: int) -> int:
+    """The colour a feature channel belongs to: contiguous blocks of ``channels / n_colours``."""
+    return c * n_colours // channels
+
+
+def causal_mask(kernel_size: int, mask_type: str, in_channels: int = 1, out_channels: int = 1, n_colours: int = 1) -> torch.Tensor:
+    r"""The mask ``(out_channels, in_channels, k, k)`` of a causal convolution in raster order.
+
+    Spatially, a weight is kept (1) for the rows above the centre and for the pixels left of the
+    centre in its row; the pixels right of the centre and the rows below are 0. At the centre pixel,
+    with the channels split into ``n_colours`` contiguous groups (R, G, B for colour images), input
+    group :math:`g_\text{in}` may feed output group :math:`g_\text{out}` when
+    :math:`g_\text{in} < g_\text{out}` (type ``"A"``, the first layer: a pixel's colour never sees
+    itself) or :math:`g_\text{in} \le g_\text{out}` (type ``"B"``, later layers). With one colour, type A
+    drops the centre and type B keeps it.
+    """
+    kernel_size = checks.positive_int(kernel_size, "kernel_size")
+    if kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be odd (the mask is centred on a pixel), got {kernel_size}")
+    if mask_type not in ("A", "B"):
+        raise ValueError(f"mask_type must be 'A' (centre excluded, first layer) or 'B' (centre included), got {mask_type!r}")
+    in_channels, out_channels, n_colours = (checks.positive_int(v, n) for v, n in
+                                            ((in_channels, "in_channels"), (out_channels, "out_channels"), (n_colours, "n_colours")))
+    if in_channels % n_colours or out_channels % n_colours:
+        raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) must be multiples of n_colours ({n_colours})")
+    k, c = kernel_size, kernel_size // 2
+    mask = torch.zeros(out_channels, in_channels, k, k)
+    mask[:, :, :c, :] = 1.0  # the rows above
+    mask[:, :, c, :c] = 1.0  # left of the centre, same row
+    g_in = torch.tensor([_colour_group(i, in_channels, n_colours) for i in range(in_channels)])
+    g_out = torch.tensor([_colour_group(o, out_channels, n_colours) for o in range(out_channels)])
+    allowed = g_in[None, :] < g_out[:, None] if mask_type == "A" else g_in[None, :] <= g_out[:, None]
+    mask[:, :, c, c] = allowed.float()
+    return mask
+
+
+class MaskedConv2d(nn.Conv2d):
+    r"""A convolution whose weights are multiplied by :func:`causal_mask` at every forward pass
+    ("same" padding, stride 1): output pixel :math:`i` sees only the input pixels before :math:`i`
+    (type A) or up to :math:`i` (type B)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, mask_type: str, n_colours: int = 1, bias: bool = True):
+        super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
+        self.mask_type = mask_type
+        self.register_buffer("mask", causal_mask(kernel_size, mask_type, in_channels, out_channels, n_colours))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
+
+
+def check_levels(x, levels: int, shape=None, name: str = "x") -> torch.Tensor:
+    """Check a batch of images of integer levels ``(B, C, H, W)`` in ``{0..levels-1}`` (an integer
+    dtype, or floats holding whole numbers) and return it as int64."""
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be images of levels (B, C, H, W), got {got}")
+    if shape is not None and tuple(x.shape[1:]) != tuple(shape):
+        raise ValueError(f"{name} must have shape (B, {', '.join(map(str, shape))}), got {tuple(x.shape)}")
+    if x.is_floating_point():
+        if not torch.equal(x, x.round()):
+            raise ValueError(f"{name} must hold integer levels 0..{levels - 1}, got non-integer values "
+                             f"(grey values in [0, 1]? convert them with gencourse.models.autoregressive.quantise)")
+        x = x.long()
+    if x.numel() and (x.min() < 0 or x.max() >= levels):
+        raise ValueError(f"{name} must hold levels in 0..{levels - 1}, got values in [{x.min().item()}, {x.max().item()}]")
+    return x.long()
+
+
+def quantise(x01: torch.Tensor, levels: int = 2) -> torch.Tensor:
+    r"""Grey values in :math:`[0, 1]` to integer levels ``{0..levels-1}``: :math:`\lfloor L x \rfloor`
+    (clipped to :math:`L - 1`). With ``levels=2`` a pixel is 1 when :math:`x \ge 0.5` (binarised MNIST
+    at a fixed threshold)."""
+    levels = checks.positive_int(levels, "levels", low=2)
+    if not isinstance(x01, torch.Tensor) or not x01.is_floating_point():
+        raise ValueError("x01 must be a float tensor of grey values in [0, 1]")
+    if x01.numel() and (x01.min() < 0 or x01.max() > 1):
+        raise ValueError(f"x01 must be in [0, 1], got values in [{x01.min().item():.3g}, {x01.max().item():.3g}]")
+    return (x01 * levels).floor().clamp(max=levels - 1).long()
+
+
+def _one_hot_or_none(y, n_classes: int | None, B: int, device) -> torch.Tensor | None:
+    if n_classes is None:
+        if y is not None:
+            raise ValueError("this model is unconditional: call it without labels")
+        return None
+    if y is None:
+        raise ValueError(f"this model is class-conditional ({n_classes} classes): pass labels y (B,)")
+    if not isinstance(y, torch.Tensor) or y.dtype not in (torch.int64, torch.int32) or y.shape != (B,):
+        raise ValueError(f"y must be integer labels of shape ({B},), got {getattr(y, 'dtype', type(y).__name__)} "
+                         f"{tuple(getattr(y, 'shape', ()))}")
+    if y.min() < 0 or y.max() >= n_classes:
+        raise ValueError(f"labels must be in 0..{n_classes - 1}")
+    return F.one_hot(y.long(), n_classes).float().to(device)
+
+
+def _inputs(x: torch.Tensor, levels: int) -> torch.Tensor:
+    """Levels to the network's input: centred values in [-1, 1]."""
+    return x.float() * (2.0 / (levels - 1)) - 1.0
+
+
+# ----------------------------------------------------------------------------------------------
+# MADE: a masked MLP
+# ----------------------------------------------------------------------------------------------
+
+
+class _MaskedLinear(nn.Linear):
+    def __init__(self, n_in: int, n_out: int, mask: torch.Tensor):
+        super().__init__(n_in, n_out)
+        self.register_buffer("mask", mask)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight * self.mask, self.bias)
+
+
+class MADE(nn.Module):
+    r"""A masked autoencoder for distribution estimation (Germain et al., 2015) on binary images
+    ``(1, H, W)`` in raster order: an MLP whose weights are masked so that output :math:`d` depends on
+    inputs :math:`1..d-1` only. Input :math:`d` has degree :math:`d`; hidden unit :math:`k` a degree
+    :math:`m(k) \in \{1..D-1\}` (spread evenly, the same in every layer); a hidden unit sees the inputs
+    of degree :math:`\le m(k)` and output :math:`d` the hidden units of degree :math:`< d`. Returns
+    logits ``(B, 2, 1, H, W)`` (level 0 has logit 0, level 1 the network's output: a Bernoulli).
+    """
+
+    levels = 2
+
+    def __init__(self, shape=(1, 28, 28), hidden=(500,), n_classes: int | None = None):
+        super().__init__()
+        self.shape = tuple(shape)
+        if self.shape[0] != 1:
+            raise ValueError(f"MADE models one binary channel, got shape {self.shape}")
+        D = self.shape[1] * self.shape[2]
+        hidden = tuple(checks.positive_int(h, "hidden") for h in hidden)
+        self.D, self.n_classes = D, n_classes
+        deg_in = torch.arange(1, D + 1)
+        layers, prev = [], deg_in
+        for h in hidden:
+            deg = torch.arange(h) * (D - 1) // h + 1  # 1..D-1, spread evenly
+            layers.append(_MaskedLinear(len(prev), h, (deg[:, None] >= prev[None, :]).float()))
+            prev = deg
+        self.hidden = nn.ModuleList(layers)
+        self.out = _MaskedLinear(len(prev), D, (deg_in[:, None] > prev[None, :]).float())
+        self.cond = nn.ModuleList(nn.Linear(n_classes, h) for h in hidden) if n_classes else None
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        x = check_levels(x, 2, self.shape)
+        return self.logits_from_inputs(_inputs(x, 2), _one_hot_or_none(y, self.n_classes, len(x), x.device))
+
+    def logits_from_inputs(self, u: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """The logits from the real-valued network input ``u`` ``(B, 1, H, W)`` (levels mapped to
+        [-1, 1]) and a one-hot label ``c``: differentiable in ``u``, for :func:`dependencies`."""
+        h = u.flatten(1)
+        for i, layer in enumerate(self.hidden):
+            h = layer(h)
+            if c is not None:
+                h = h + self.cond[i](c)
+            h = F.relu(h)
+        logit = self.out(h).view(len(u), 1, *self.shape)
+        return torch.cat([torch.zeros_like(logit), logit], 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# PixelCNN
+# ----------------------------------------------------------------------------------------------
+
+
+class _ResidualBlock(nn.Module):
+    """ReLU → 1×1 (2h → h) → ReLU → 3×3 type B (h → h) → ReLU → 1×1 (h → 2h), plus the input."""
+
+    def __init__(self, h: int, n_colours: int, n_classes: int | None):
+        super().__init__()
+        self.reduce = MaskedConv2d(2 * h, h, 1, "B", n_colours)
+        self.conv = MaskedConv2d(h, h, 3, "B", n_colours)
+        self.expand = MaskedConv2d(h, 2 * h, 1, "B", n_colours)
+        self.cond = nn.Linear(n_classes, h) if n_classes else None
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+        h = self.conv(F.relu(self.reduce(F.relu(x))))
+        if c is not None:
+            h = h + self.cond(c)[:, :, None, None]
+        return x + self.expand(F.relu(h))
+
+
+class PixelCNN(nn.Module):
+    r"""PixelCNN (van den Oord, Kalchbrenner & Kavukcuoglu, 2016, section 3.5 and figure 5): a
+    ``first_kernel`` × ``first_kernel`` type-A convolution to :math:`2h` channels, ``n_blocks``
+    residual blocks (1 × 1 → 3 × 3 type B → 1 × 1, ReLU), then ReLU → 1 × 1 → ReLU → 1 × 1 to ``levels``
+    logits per channel. ``n_classes`` adds a learned class bias to every block (a class-conditional
+    PixelCNN). Input: levels ``(B, C, H, W)``; output: logits ``(B, levels, C, H, W)``.
+    """
+
+    def __init__(self, channels: int = 1, levels: int = 2, h: int = 32, n_blocks: int = 5, first_kernel: int = 7,
+                 n_classes: int | None = None, out_hidden: int | None = None):
+        super().__init__()
+        self.channels, self.levels, self.n_classes = checks.positive_int(channels, "channels"), checks.positive_int(levels, "levels", 2), n_classes
+        self.shape = None
+        C, o = channels, out_hidden or 2 * h
+        if (2 * h) % C or h % C or o % C:
+            raise ValueError(f"h ({h}) and out_hidden ({o}) must be multiples of channels ({C}) (colour groups)")
+        self.first = MaskedConv2d(C, 2 * h, first_kernel, "A", C)
+        self.blocks = nn.ModuleList(_ResidualBlock(h, C, n_classes) for _ in range(n_blocks))
+        self.out1 = MaskedConv2d(2 * h, o, 1, "B", C)
+        self.out2 = MaskedConv2d(o, levels * C, 1, "B", C)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        x = check_levels(x, self.levels)
+        if x.shape[1] != self.channels:
+            raise ValueError(f"x must have {self.channels} channel(s), got shape {tuple(x.shape)}")
+        return self.logits_from_inputs(_inputs(x, self.levels), _one_hot_or_none(y, self.n_classes, len(x), x.device))
+
+    def logits_from_inputs(self, u: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """The logits from the real-valued input ``u`` ``(B, C, H, W)`` (differentiable, see :func:`dependencies`)."""
+        h = self.first(u)
+        for block in self.blocks:
+            h = block(h, c)
+        out = self.out2(F.relu(self.out1(F.relu(h))))  # (B, C * levels, H, W), grouped by colour
+        B, _, H, W = out.shape
+        return out.view(B, self.channels, self.levels, H, W).transpose(1, 2)
+
+
+# ----------------------------------------------------------------------------------------------
+# Gated PixelCNN: vertical and horizontal stacks
+# ----------------------------------------------------------------------------------------------
+
+
+def _shift_down(x: torch.Tensor) -> torch.Tensor:
+    return F.pad(x, (0, 0, 1, 0))[:, :, :-1, :]
+
+
+def _shift_right(x: torch.Tensor) -> torch.Tensor:
+    return F.pad(x, (1, 0, 0, 0))[:, :, :, :-1]
+
+
+class _GatedLayer(nn.Module):
+    def __init__(self, c_in: int, h: int, k: int, first: bool, n_classes: int | None):
+        super().__init__()
+        self.first, self.k = first, k
+        self.v = nn.Conv2d(c_in, 2 * h, (k // 2 + 1, k), padding=(k // 2, k // 2))
+        self.h = nn.Conv2d(c_in, 2 * h, (1, k // 2 + 1), padding=(0, k // 2))
+        self.v_to_h = nn.Conv2d(2 * h, 2 * h, 1)
+        self.h_out = nn.Conv2d(h, h, 1)
+        self.cond = nn.Linear(n_classes, 2 * h) if n_classes else None
+
+    @staticmethod
+    def _gate(a: torch.Tensor) -> torch.Tensor:
+        f, g = a.chunk(2, 1)
+        return torch.tanh(f) * torch.sigmoid(g)
+
+    def forward(self, v: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None):
+        H, W = v.shape[2:]
+        v_pre = self.v(v)[:, :, :H, :]  # row i sees rows i - k//2 .. i of the vertical stack
+        h_pre = self.h(h)[:, :, :, :W]  # column j sees columns j - k//2 .. j of its row
+        if self.first:  # type A: the current pixel itself is not an input of its own prediction
+            h_pre = _shift_right(h_pre)
+        h_pre = h_pre + self.v_to_h(_shift_down(v_pre))  # only the rows strictly above reach the horizontal stack
+        if c is not None:
+            bias = self.cond(c)[:, :, None, None]
+            v_pre, h_pre = v_pre + bias, h_pre + bias
+        v_new = self._gate(v_pre)
+        h_new = self.h_out(self._gate(h_pre))
+        return v_new, (h_new if self.first else h + h_new)
+
+
+class GatedPixelCNN(nn.Module):
+    r"""The gated PixelCNN (van den Oord et al., 2016b): a **vertical stack** whose features at row
+    :math:`i` summarise the rows above (they reach the horizontal stack shifted down by one row), and a
+    **horizontal stack** over the pixels left of the current one in its row; gated activations
+    :math:`\tanh(W_f * h) \odot \sigma(W_g * h)`, residual connections in the horizontal stack, and an
+    optional class bias in every gate. Unlike masked convolutions, the union of the two stacks covers
+    every pixel before the current one: no blind spot. Output logits ``(B, levels, 1, H, W)``
+    (one channel).
+    """
+
+    def __init__(self, levels: int = 2, h: int = 32, n_layers: int = 6, kernel_size: int = 3, first_kernel: int = 7,
+                 n_classes: int | None = None):
+        super().__init__()
+        self.levels, self.n_classes, self.channels = checks.positive_int(levels, "levels", 2), n_classes, 1
+        if kernel_size % 2 == 0 or first_kernel % 2 == 0:
+            raise ValueError("kernel sizes must be odd")
+        self.layers = nn.ModuleList([_GatedLayer(1, h, first_kernel, True, n_classes)] +
+                                    [_GatedLayer(h, h, kernel_size, False, n_classes) for _ in range(n_layers - 1)])
+        self.out1 = nn.Conv2d(h, 2 * h, 1)
+        self.out2 = nn.Conv2d(2 * h, levels, 1)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        x = check_levels(x, self.levels)
+        if x.shape[1] != 1:
+            raise ValueError(f"GatedPixelCNN models one channel, got shape {tuple(x.shape)}")
+        return self.logits_from_inputs(_inputs(x, self.levels), _one_hot_or_none(y, self.n_classes, len(x), x.device))
+
+    def logits_from_inputs(self, u: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """The logits from the real-valued input ``u`` ``(B, 1, H, W)`` (differentiable, see :func:`dependencies`)."""
+        v = h = u
+        for layer in self.layers:
+            v, h = layer(v, h, c)
+        return self.out2(F.relu(self.out1(F.relu(h)))).unsqueeze(2)
+
+
+# ----------------------------------------------------------------------------------------------
+# exact likelihood and sampling
+# ----------------------------------------------------------------------------------------------
+
+
+def log_likelihood(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *, batch_size: int = 500) -> torch.Tensor:
+    r"""The exact :math:`\log p(x) = \sum_i \log p(x_i \mid x_{<i})` of each image, in nats, shape
+    ``(B,)`` (per image, summed over pixels and channels: the course's convention; bits per dimension
+    are :func:`gencourse.metrics.bits_per_dim` of its negative). One forward pass per batch."""
+    x = check_levels(x, model.levels)
+    device = next(model.parameters()).device
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = x[i:i + batch_size].to(device)
+        yb = None if y is None else y[i:i + batch_size].to(device)
+        logp = torch.log_softmax(model(xb, yb), 1)  # (B, L, C, H, W)
+        out.append(logp.gather(1, xb.unsqueeze(1)).flatten(1).sum(1))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def sample(model: nn.Module, n: int, shape=(1, 28, 28), *, y: torch.Tensor | None = None, given: torch.Tensor | None = None,
+           known: torch.Tensor | None = None, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
+    r"""Draw ``n`` images pixel by pixel in raster order (channel by channel within a pixel): one
+    forward pass per pixel and channel, :math:`D` passes in all; each value is drawn from the softmax
+    of the logits divided by ``temperature``. ``given`` ``(n, C, H, W)`` levels and ``known`` (a
+    boolean mask of the same shape, or ``(C, H, W)``) fix some pixels (e.g. the upper half: completion).
+    Returns levels ``(n, C, H, W)`` int64 on the CPU."""
+    n = checks.positive_int(n, "n")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature!r}")
+    device = next(model.parameters()).device
+    C, H, W = shape
+    x = torch.zeros(n, C, H, W, dtype=torch.long)
+    if known is not None:
+        if given is None:
+            raise ValueError("known needs given: the values of the known pixels")
+        given = check_levels(given, model.levels, shape, "given")
+        known = known.bool().expand(n, C, H, W) if known.ndim == 3 else known.bool()
+        x[known] = given[known]
+    was = model.training
+    model.eval()
+    try:
+        for i in range(H):
+            for j in range(W):
+                for c in range(C):
+                    if known is not None and bool(known[:, c, i, j].all()):
+                        continue
+                    logits = model(x.to(device), None if y is None else y.to(device))[:, :, c, i, j].cpu()
+                    draw = torch.multinomial(torch.softmax(logits / temperature, 1), 1, generator=generator).squeeze(1)
+                    x[:, c, i, j] = draw if known is None else torch.where(known[:, c, i, j], x[:, c, i, j], draw)
+    finally:
+        model.train(was)
+    return x
+
+
+def dependencies(model: nn.Module, shape, i: int, j: int, channel: int = 0, *, trials: int = 4, seed: int = 0) -> torch.Tensor:
+    r"""Which input values the logits of output pixel ``(channel, i, j)`` depend on, **measured**:
+    the gradient of those logits with respect to the network's real-valued input, at ``trials``
+    random inputs (in float64, so that no dependence is lost to a cancellation); a boolean map
+    ``(C, H, W)``, True where some gradient is non-zero. For a causal model every True lies before
+    ``(channel, i, j)`` in raster order; the pixels before it that stay False are its **blind spot**."""
+    C, H, W = shape
+    if not (0 <= i < H and 0 <= j < W and 0 <= channel < C):
+        raise ValueError(f"pixel ({channel}, {i}, {j}) is outside an image of shape {tuple(shape)}")
+    g = torch.Generator().manual_seed(seed)
+    m = copy.deepcopy(model).double().cpu().eval()
+    seen = torch.zeros(C, H, W, dtype=torch.bool)
+    for _ in range(trials):
+        u = torch.randn(1, C, H, W, generator=g, dtype=torch.float64).requires_grad_(True)
+        c = None
+        if getattr(m, "n_classes", None):
+            c = F.one_hot(torch.randint(0, m.n_classes, (1,), generator=g), m.n_classes).double()
+        m.logits_from_inputs(u, c)[0, :, channel, i, j].sum().backward()
+        seen |= u.grad[0] != 0
+    return seen

@@ -1,0 +1,132 @@
+r"""Chapter 05's autoregressive models of binarised MNIST as recipes: settings (hashed into the
+checkpoint's name), build, train, load or train.
+
+==============  ================================================================  ==================
+``model``       network (:mod:`gencourse.models.autoregressive`)                  conditional
+==============  ================================================================  ==================
+``"made"``      :class:`~gencourse.models.autoregressive.MADE`, one hidden layer   no
+``"pixelcnn"``  :class:`~gencourse.models.autoregressive.PixelCNN`                 no
+``"gated"``     :class:`~gencourse.models.autoregressive.GatedPixelCNN`            no
+``"cpixelcnn"`` the gated PixelCNN with a class bias in every gate                 the digit
+==============  ================================================================  ==================
+
+Data: MNIST binarised at a fixed threshold (:func:`binarised_mnist`, a pixel is on when its grey
+value is at least 0.5), the convention of most autoregressive-model papers on MNIST since a fixed
+binarisation makes the likelihood of a discrete image exact; chapter 05 evaluates chapter 04's VAE
+on the same binary images. Every model is trained by maximum likelihood: the loss is the exact
+negative log-likelihood in nats per image, averaged over the batch.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from .. import checks, config, data, train
+from ..models import autoregressive as ar
+
+__all__ = ["MODELS", "autoregressive_settings", "build_autoregressive", "train_autoregressive", "autoregressive_mnist",
+           "binarised_mnist", "heldout_nll"]
+
+MODELS = ("made", "pixelcnn", "gated", "cpixelcnn")
+
+
+def binarised_mnist(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+    """MNIST of the active profile as binary levels ``(N, 1, 28, 28)`` int64 (a pixel is 1 when its
+    grey value is at least 0.5) and labels ``(N,)``."""
+    x, y = data.mnist_tensors(split, verbose=False)
+    return ar.quantise(x, 2), y
+
+
+def autoregressive_settings(model: str = "pixelcnn", **overrides) -> dict:
+    r"""The settings of one of chapter 05's models under the active profile.
+
+    ====================  =================================  =========================================
+    setting               value                              why
+    ====================  =================================  =========================================
+    ``model``             one of :data:`MODELS`
+    ``hidden``            MADE: 500                          one hidden layer (Germain et al.: 500)
+    ``h``                 PixelCNN: 16; gated: 16            :math:`2h` channels between blocks
+    ``n_blocks``          PixelCNN: 4 residual blocks;
+                          gated: 5 layers
+    ``batch_size``        32
+    ``lr``                1e-3, Adam, cosine decay to 0
+    ``steps``             smoke 4, cpu 1,000, gpu 20,000
+    ====================  =================================  =========================================
+    """
+    checks.one_of(model, MODELS, "model")
+    settings = {"model": model, "hidden": 500, "h": 16, "n_blocks": 5 if model in ("gated", "cpixelcnn") else 4,
+                "batch_size": 32, "lr": 1e-3, "seed": 0, "steps": config.budget(smoke=4, cpu=1_000, gpu=20_000)}
+    unknown = set(overrides) - set(settings)
+    if unknown:
+        raise ValueError(f"unknown autoregressive settings {sorted(unknown)}; known: {sorted(settings)}")
+    settings.update(overrides)
+    checks.positive_int(settings["steps"], "steps")
+    return settings
+
+
+def build_autoregressive(settings: dict) -> torch.nn.Module:
+    """The (untrained) network that ``settings`` describe, weights drawn from ``settings["seed"]``."""
+    s = settings
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(s["seed"])
+        if s["model"] == "made":
+            net = ar.MADE(hidden=(s["hidden"],))
+        elif s["model"] == "pixelcnn":
+            net = ar.PixelCNN(h=s["h"], n_blocks=s["n_blocks"])
+        else:
+            net = ar.GatedPixelCNN(h=s["h"], n_layers=s["n_blocks"], n_classes=10 if s["model"] == "cpixelcnn" else None)
+    return net.to(config.device())
+
+
+def train_autoregressive(net: torch.nn.Module, settings: dict, progress: bool = True) -> train.History:
+    r"""Maximum likelihood: ``settings["steps"]`` Adam steps on batches drawn with replacement from
+    the binarised training images, minimising :math:`-\frac1B\sum_b \log p(x_b)` (nats per image,
+    :func:`gencourse.models.autoregressive.log_likelihood`). Returns the history (``nll`` per step);
+    ``info`` holds ``cpu_seconds``."""
+    s = settings
+    device = next(net.parameters()).device
+    x, y = binarised_mnist("train")
+    x, y = x.to(device), y.to(device)
+    g = torch.Generator().manual_seed(s["seed"] + 1)
+    opt = torch.optim.Adam(net.parameters(), lr=s["lr"])
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: train.lr_cosine(i, s["steps"]))
+    conditional = s["model"] == "cpixelcnn"
+
+    def step(_):
+        idx = torch.randint(0, len(x), (s["batch_size"],), generator=g).to(device)
+        nll = -ar.log_likelihood(net, x[idx], y[idx] if conditional else None).mean()
+        opt.zero_grad(set_to_none=True)
+        nll.backward()
+        opt.step()
+        schedule.step()
+        return {"nll": nll.item()}
+
+    net.train()
+    with config.threads(1):
+        start = time.process_time()
+        history = train.fit(step, steps=s["steps"], desc=s["model"], progress=progress)
+        cpu = time.process_time() - start
+    net.eval()
+    history.info.update({"cpu_seconds": cpu})
+    return history
+
+
+def autoregressive_mnist(model: str = "pixelcnn", *, retrain: bool | None = None, progress: bool = True, **overrides):
+    """One of chapter 05's models, loaded from the cache or trained (:func:`train_autoregressive`) and
+    cached under ``model``. Returns ``(net, history)``, the network in ``eval()`` mode."""
+    settings = autoregressive_settings(model, **overrides)
+    net = build_autoregressive(settings)
+    with config.threads(1):
+        history = train.load_or_train(model, net, lambda: train_autoregressive(net, settings, progress), settings=settings, retrain=retrain)
+    return net.eval(), history
+
+
+@torch.no_grad()
+def heldout_nll(net: torch.nn.Module, *, n: int | None = None, conditional: bool = False) -> float:
+    """The exact negative log-likelihood of the held-out binarised images, nats per image (mean)."""
+    x, y = binarised_mnist("test")
+    if n is not None:
+        x, y = x[:n], y[:n]
+    return -ar.log_likelihood(net, x, y if conditional else None).mean().item()
