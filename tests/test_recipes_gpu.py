@@ -16,12 +16,12 @@ import shutil
 import pytest
 import torch
 
-from gencourse import config, train
+from gencourse import config, data, train
 from gencourse.data import images
 from gencourse.metrics import features
 from gencourse.models import conditional as cond
 from gencourse.models import gan
-from gencourse.recipes import conditional, dcgan, diffusion, vae, wgan
+from gencourse.recipes import conditional, dcgan, diffusion, translation, vae, wgan
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -94,8 +94,8 @@ def _check_images(x: torch.Tensor, n: int, low: float, high: float) -> None:
     assert x.std() > 0  # not a constant image
 
 
-def _check_record(record, snapshots: int, n_images: int) -> None:
-    assert record.images.shape == (snapshots, n_images, 1, 28, 28)
+def _check_record(record, snapshots: int, n_images: int, shape=(1, 28, 28)) -> None:
+    assert record.images.shape == (snapshots, n_images, *shape)
     assert torch.isfinite(record.images).all() and record.images.abs().max() <= 1
     assert record.images[0].std() > 0  # the grid at step 0 was drawn
     assert record.steps.max().item() == STEPS  # ... and the one at the last step
@@ -221,3 +221,36 @@ def test_conditional_gpu_settings_train_and_sample(gpu_mirror, monkeypatch, mode
         raw = cond.generate(modules["G_ema"], labels, generator=torch.Generator().manual_seed(0))
         assert raw.abs().max() <= 1 and torch.equal(raw, x)  # the generator's tanh: the clamp changes nothing
     _check_images(x, len(labels), -1.0, 1.0)
+
+
+# ------------------------------------------------------------------------------------------ translation (chapter 10)
+
+
+@pytest.mark.parametrize("variant, task", [("pix2pix", "edges2digits"), ("pix2pix", "grey2colour"), ("cyclegan", "uci2mnist")])
+def test_translation_gpu_settings_train_and_translate(gpu_mirror, monkeypatch, variant, task):
+    cpu = _under(monkeypatch, "cpu", lambda: translation.translation_settings(variant, task))
+    gpu = _under(monkeypatch, "gpu", lambda: translation.translation_settings(variant, task))
+    assert _changed_keys(cpu, gpu) == {"steps"} and gpu["steps"] == 10_000
+    settings = dict(gpu, steps=STEPS)
+    modules = translation.build_translation(settings)
+    cyclegan = variant in translation.CYCLEGAN_VARIANTS
+    nets = [modules[k] for k in (("G_AB", "G_BA", "D_A", "D_B") if cyclegan else ("G", "D"))]
+    before = _weights(*nets)
+    history = translation.train_translation(modules, settings, progress=False)
+    # MNIST (the targets of edges2digits, domain B of CycleGAN) is the full set: the training images,
+    # then the held-out inputs of the record; grey2colour reads only scikit-image's photographs
+    assert gpu_mirror == ([] if task == "grey2colour" else [("train", N_TRAIN), ("test", N_TEST)])
+    _check_history(history, history.losses)
+    _check_trained(before, *nets)
+    c_out, side = (3, 32) if task == "grey2colour" else (1, 28)
+    n_grid = 2 * translation.N_GRID if cyclegan else translation.N_GRID
+    _check_record(modules["record"], settings["snapshots"], n_grid, (c_out, side, side))
+    if cyclegan:
+        a, b = data.unpaired("test")
+        pairs = [(modules["G_AB"], a.tensors[0][:6]), (modules["G_BA"], b.tensors[0][:6])]
+    else:
+        pairs = [(modules["G"], data.paired(task, "test").tensors[0][:6])]
+    for G, x in pairs:
+        y = translation.translate(G, x)
+        assert y.shape == (6, c_out, side, side) and y.dtype == torch.float32 and y.device.type == "cpu"
+        assert torch.isfinite(y).all() and y.min() >= -1 and y.max() <= 1 and y.std() > 0
