@@ -897,3 +897,26 @@ def test_digit_classifier_reads_held_out_digits_of_both_domains():
             accuracy = (net(x).argmax(1) == y).float().mean().item()
         assert accuracy > 0.9, (name, accuracy)
         assert net.info[f"accuracy_{name}"] == pytest.approx(accuracy, abs=1e-6)
+
+
+def test_keep_luminance_gives_the_input_luminance_and_keeps_the_chroma():
+    from gencourse.models.translation import KeepLuminance, luminance
+
+    torch.manual_seed(0)
+    G = gnn.TranslationUNet(1, 3, ngf=4, depth=2, norm="none")
+    wrapped = KeepLuminance(G).eval()
+    x = torch.rand(3, 1, 8, 8) * 0.2 - 0.1  # mid-grey: no clipping of the shifted output
+    with torch.no_grad():
+        rgb, out = G(x), wrapped(x)
+    # the luminance by hand: BT.601 weights, in either range (they sum to 1)
+    w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    lum_out = (out * w).sum(1, keepdim=True)
+    torch.testing.assert_close(lum_out, x, atol=1e-6, rtol=0)
+    torch.testing.assert_close(luminance(out), lum_out)
+    # the chrominance (B - Y, R - Y) of the network's output is left alone
+    chroma = lambda t: torch.cat([t[:, 2:3] - (t * w).sum(1, keepdim=True), t[:, 0:1] - (t * w).sum(1, keepdim=True)], 1)  # noqa: E731
+    torch.testing.assert_close(chroma(out), chroma(rgb), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="grey images"):
+        wrapped(torch.zeros(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="colour images"):
+        luminance(torch.zeros(1, 1, 8, 8))
