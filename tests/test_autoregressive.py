@@ -660,8 +660,10 @@ def test_sample_is_deterministic_with_a_generator_and_keeps_the_known_pixels(nam
     per_image = torch.rand(4, C, H, W, generator=g) < 0.5  # a different mask for each image
     out = ar.sample(model, 4, shape, y=y, given=given, known=per_image, generator=torch.Generator().manual_seed(0))
     assert torch.equal(out[per_image], given[per_image])
-    with pytest.raises(ValueError, match="known needs given"):
+    with pytest.raises(ValueError, match="go together"):
         ar.sample(model, 4, shape, y=y, known=known)
+    with pytest.raises(ValueError, match="go together"):  # given alone would be silently ignored
+        ar.sample(model, 4, shape, y=y, given=given)
     with pytest.raises(ValueError, match="temperature must be > 0"):
         ar.sample(model, 4, shape, y=y, temperature=0)
 

@@ -365,9 +365,9 @@ def sample(model: nn.Module, n: int, shape=(1, 28, 28), *, y: torch.Tensor | Non
     device = next(model.parameters()).device
     C, H, W = shape
     x = torch.zeros(n, C, H, W, dtype=torch.long)
+    if (known is None) != (given is None):
+        raise ValueError("given (the values of the known pixels) and known (which pixels they are) go together: pass both or neither")
     if known is not None:
-        if given is None:
-            raise ValueError("known needs given: the values of the known pixels")
         given = check_levels(given, model.levels, shape, "given")
         known = known.bool().expand(n, C, H, W) if known.ndim == 3 else known.bool()
         x[known] = given[known]
