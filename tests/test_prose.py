@@ -147,6 +147,12 @@ ALLOWED: dict[str, dict[str, str]] = {
         "90 s": "the exercise's training budget (a setting)",
         "80 %": "the exercise's target (a setting)",
     },
+    "10_translation": {
+        "0.5": "Adam beta_1 (a setting)",
+        "0.999": "Adam beta_2 (a setting)",
+        "0.02": "the standard deviation of the noise added in the steganography test (a setting)",
+        "90 s": "the exercise's training budget (a setting)",
+    },
     "12_diffusion": {
         "0.02": "beta_T of the linear schedule (a setting)",
         "0.008": "the cosine schedule's offset s (a setting)",
