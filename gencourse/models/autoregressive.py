@@ -224,6 +224,9 @@ class PixelCNN(nn.Module):
     PixelCNN). Input: levels ``(B, C, H, W)``; output: logits ``(B, levels, C, H, W)``.
     """
 
+    #: the output at row i depends on rows 0..i only, whatever the rows below hold (or whether they exist)
+    row_causal = True
+
     def __init__(self, channels: int = 1, levels: int = 2, h: int = 32, n_blocks: int = 5, first_kernel: int = 7,
                  n_classes: int | None = None, out_hidden: int | None = None):
         super().__init__()
@@ -306,6 +309,8 @@ class GatedPixelCNN(nn.Module):
     (one channel).
     """
 
+    row_causal = True
+
     def __init__(self, levels: int = 2, h: int = 32, n_layers: int = 6, kernel_size: int = 3, first_kernel: int = 7,
                  n_classes: int | None = None):
         super().__init__()
@@ -358,7 +363,11 @@ def sample(model: nn.Module, n: int, shape=(1, 28, 28), *, y: torch.Tensor | Non
     forward pass per pixel and channel, :math:`D` passes in all; each value is drawn from the softmax
     of the logits divided by ``temperature``. ``given`` ``(n, C, H, W)`` levels and ``known`` (a
     boolean mask of the same shape, or ``(C, H, W)``) fix some pixels (e.g. the upper half: completion).
-    Returns levels ``(n, C, H, W)`` int64 on the CPU."""
+    Returns levels ``(n, C, H, W)`` int64 on the CPU.
+
+    A convolutional model (``model.row_causal``) is run on rows ``0..i`` only when it predicts row
+    ``i``: its output there does not depend on the rows below, so the result is the same and the
+    average pass is about half as long."""
     n = checks.positive_int(n, "n")
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
@@ -379,7 +388,8 @@ def sample(model: nn.Module, n: int, shape=(1, 28, 28), *, y: torch.Tensor | Non
                 for c in range(C):
                     if known is not None and bool(known[:, c, i, j].all()):
                         continue
-                    logits = model(x.to(device), None if y is None else y.to(device))[:, :, c, i, j].cpu()
+                    rows = x[:, :, : i + 1] if getattr(model, "row_causal", False) else x  # rows below i cannot matter
+                    logits = model(rows.to(device), None if y is None else y.to(device))[:, :, c, i, j].cpu()
                     draw = torch.multinomial(torch.softmax(logits / temperature, 1), 1, generator=generator).squeeze(1)
                     x[:, c, i, j] = draw if known is None else torch.where(known[:, c, i, j], x[:, c, i, j], draw)
     finally:

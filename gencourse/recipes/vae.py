@@ -43,7 +43,9 @@ def vae_settings(name: str = "vae", **overrides) -> dict:
     ``batch_size``  images per step                                                   128
     ``lr``          Adam's learning rate, cosine-decayed to 0 over ``steps``          2e-3
     ``seed``        seeds the initial weights and the order of the batches            0
-    ``data``        ``gencourse.data.mnist("train")`` under the active profile        (fixed)
+    ``data``        ``"mnist-train-01"``: ``gencourse.data.mnist("train")``, grey      ``"mnist-train-01"``
+                    values; ``"mnist-train-binary"``: the same binarised at 0.5
+                    (chapter 05's exact likelihoods are of binary images)
     ==============  ================================================================  ===========
 
     ``name`` picks a preset (``"vae"``, ``"vae2d"``, ``"cvae"``, or any other name for the plain
@@ -89,6 +91,10 @@ def train_vae(model: autoencoder.VAE, settings: dict, progress: bool = True) -> 
     :math:`\frac1B\sum_b[-\log p_\theta(x_b\mid z_b) + \beta\,\mathrm{KL}_b]`. Returns the :class:`~gencourse.train.History`
     (``loss``, ``rec``, ``kl``, ``elbo`` per step, nats per image)."""
     x, y = data.mnist("train").tensors
+    if settings["data"] == "mnist-train-binary":  # chapter 05: the binarised images its exact likelihoods are computed on
+        x = (x >= 0.5).float()
+    elif settings["data"] != "mnist-train-01":
+        raise ValueError(f"data must be 'mnist-train-01' (grey values) or 'mnist-train-binary' (binarised at 0.5), got {settings['data']!r}")
     device = next(model.parameters()).device
     x, y = x.to(device), y.to(device)
     steps, conditional = settings["steps"], settings["n_classes"] > 0
