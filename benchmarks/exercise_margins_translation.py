@@ -14,11 +14,11 @@ MNIST classifier reads as the input's digit. Prints one JSON line per run and wr
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
+import _margins
 import torch
 
 import gencourse as gc
@@ -86,28 +86,9 @@ def run(seed: int, changes=()) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--mistake-seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--only", choices=["solution", "mistakes"], default=None)
-    parser.add_argument("--mistakes", type=int, nargs="+", default=None, help="indices of MISTAKES to run (default: all)")
-    args = parser.parse_args()
-    if gc.config.profile() != "cpu":
-        raise SystemExit("run under GENCOURSE_PROFILE=cpu (the profile the target is graded under)")
+    args = _margins.parse_args()
     gc.metrics.feature_net(verbose=False)  # trained (and cached) before any run is timed
-    out = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    plan = []
-    if args.only in (None, "solution"):
-        plan += [("solution", s, ()) for s in args.seeds]
-    if args.only in (None, "mistakes"):
-        chosen = [m for i, m in enumerate(MISTAKES.items()) if args.mistakes is None or i in args.mistakes]
-        plan += [(name, s, changes) for name, changes in chosen for s in args.mistake_seeds]
-    for name, seed, changes in plan:
-        result = run(seed, changes)
-        print(json.dumps({"run": name, **result}), flush=True)
-        runs = [r for r in out.get(name, []) if r["seed"] != seed] + [result]
-        out[name] = sorted(runs, key=lambda r: r["seed"])
-        RESULTS.write_text(json.dumps(out, indent=1) + "\n")
+    _margins.run_plan(args, MISTAKES, run, RESULTS)
 
 
 if __name__ == "__main__":
