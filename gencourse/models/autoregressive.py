@@ -304,7 +304,7 @@ class GatedPixelCNN(nn.Module):
     :math:`i` summarise the rows above (they reach the horizontal stack shifted down by one row), and a
     **horizontal stack** over the pixels left of the current one in its row; gated activations
     :math:`\tanh(W_f * h) \odot \sigma(W_g * h)`, residual connections in the horizontal stack, and an
-    optional class bias in every gate. Unlike masked convolutions, the union of the two stacks covers
+    optional class bias in every gate and in the output layer. Unlike masked convolutions, the union of the two stacks covers
     every pixel before the current one: no blind spot. Output logits ``(B, levels, 1, H, W)``
     (one channel).
     """
@@ -321,6 +321,7 @@ class GatedPixelCNN(nn.Module):
                                     [_GatedLayer(h, h, kernel_size, False, n_classes) for _ in range(n_layers - 1)])
         self.out1 = nn.Conv2d(h, 2 * h, 1)
         self.out2 = nn.Conv2d(2 * h, levels, 1)
+        self.cond_out = nn.Linear(n_classes, 2 * h) if n_classes else None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         x = check_levels(x, self.levels)
@@ -333,7 +334,10 @@ class GatedPixelCNN(nn.Module):
         v = h = u
         for layer in self.layers:
             v, h = layer(v, h, c)
-        return self.out2(F.relu(self.out1(F.relu(h)))).unsqueeze(2)
+        out = self.out1(F.relu(h))
+        if c is not None:
+            out = out + self.cond_out(c)[:, :, None, None]
+        return self.out2(F.relu(out)).unsqueeze(2)
 
 
 # ----------------------------------------------------------------------------------------------
