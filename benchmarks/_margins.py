@@ -40,3 +40,30 @@ def run_plan(args: argparse.Namespace, mistakes: Mapping, run: Callable, results
         out[name] = sorted(runs, key=lambda r: r["seed"])
         results.write_text(json.dumps(out, indent=1) + "\n")
     return out
+
+
+def solution_cells(solution: Path, grade_id: str, setup_marker: str) -> tuple[str, str]:
+    """The setup cell (the one containing ``setup_marker``) and the answer cell ``grade_id`` of a
+    solution notebook, the answer without its solution markers."""
+    nb = json.loads(solution.read_text())
+    setup = answer = None
+    for cell in nb["cells"]:
+        src = "".join(cell["source"])
+        if cell["metadata"].get("nbgrader", {}).get("grade_id") == grade_id:
+            answer = src
+        elif setup_marker in src:
+            setup = src
+    if setup is None or answer is None:
+        raise ValueError(f"{solution.name}: no setup cell containing {setup_marker!r} or no answer cell {grade_id!r}")
+    keep = [line for line in answer.splitlines() if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line]
+    return setup, "\n".join(keep) + "\n"
+
+
+def with_changes(cell: str, seed: int, changes=()) -> str:
+    """The answer cell with ``SEED`` set and each ``(old, new)`` replacement made (a typical mistake)."""
+    cell = cell.replace("SEED = 0\n", f"SEED = {seed}\n")
+    for old, new in changes:
+        if old not in cell:
+            raise ValueError(f"the solution's cell does not contain {old!r}")
+        cell = cell.replace(old, new)
+    return cell

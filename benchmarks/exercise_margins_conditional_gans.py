@@ -13,7 +13,6 @@ table to ``benchmarks/results/exercise_margins_conditional_gans.json``. Not part
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -50,26 +49,9 @@ MISTAKES = {
 }
 
 
-def _cells():
-    nb = json.loads(SOLUTION.read_text())
-    setup = answer = None
-    for cell in nb["cells"]:
-        src = "".join(cell["source"])
-        if cell["metadata"].get("nbgrader", {}).get("grade_id") == "conditional_generator":
-            answer = src
-        elif "x_train, y_train = gc.data.mnist_tensors" in src:
-            setup = src
-    keep = [line for line in answer.splitlines() if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line]
-    return setup, "\n".join(keep) + "\n"
-
-
 def run(seed: int, changes=()) -> dict:
-    setup, cell = _cells()
-    cell = cell.replace("SEED = 0\n", f"SEED = {seed}\n")
-    for old, new in changes:
-        if old not in cell:
-            raise ValueError(f"the solution's cell does not contain {old!r}")
-        cell = cell.replace(old, new)
+    setup, cell = _margins.solution_cells(SOLUTION, "conditional_generator", "x_train, y_train = gc.data.mnist_tensors")
+    cell = _margins.with_changes(cell, seed, changes)
     ns = {"gc": gc, "torch": torch, "time": time, "math": __import__("math"), "nn": torch.nn,
           "F": torch.nn.functional, "print": lambda *a, **k: None}
     exec(setup + BLIND_D, ns)

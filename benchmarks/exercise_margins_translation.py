@@ -14,7 +14,6 @@ MNIST classifier reads as the input's digit. Prints one JSON line per run and wr
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -52,26 +51,9 @@ MISTAKES = {
 }
 
 
-def _cells():
-    nb = json.loads(SOLUTION.read_text())
-    setup = answer = None
-    for cell in nb["cells"]:
-        src = "".join(cell["source"])
-        if cell["metadata"].get("nbgrader", {}).get("grade_id") == "pix2pix_generator":
-            answer = src
-        elif "x_edges, y_digits, digit_labels = gc.data.paired" in src:
-            setup = src
-    keep = [line for line in answer.splitlines() if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line]
-    return setup, "\n".join(keep) + "\n"
-
-
 def run(seed: int, changes=()) -> dict:
-    setup, cell = _cells()
-    cell = cell.replace("SEED = 0\n", f"SEED = {seed}\n")
-    for old, new in changes:
-        if old not in cell:
-            raise ValueError(f"the solution's cell does not contain {old!r}")
-        cell = cell.replace(old, new)
+    setup, cell = _margins.solution_cells(SOLUTION, "pix2pix_generator", "x_edges, y_digits, digit_labels = gc.data.paired")
+    cell = _margins.with_changes(cell, seed, changes)
     ns = {"gc": gc, "torch": torch, "time": time, "math": __import__("math"), "nn": torch.nn,
           "F": torch.nn.functional, "print": lambda *a, **k: None}
     exec(setup + SOURCE_BLIND_D, ns)
