@@ -20,7 +20,7 @@ at the end it is recomputed from the logits by a plain cross-entropy as a check.
 * **chapter 05** (:func:`gencourse.recipes.autoregressive.autoregressive_settings` ``("gated")`` and
   :func:`~gencourse.recipes.autoregressive.build_autoregressive`, its step count and schedule
   replaced as said): :class:`gencourse.models.autoregressive.GatedPixelCNN`, h = 16, 5 gated layers
-  (a 7 x 7 first layer, then 3 x 3), vertical and horizontal stacks (no blind spot), a 2-way softmax
+  (a 7 x 7 first layer, then 5 x 5), vertical and horizontal stacks (no blind spot), a 2-way softmax
   per pixel.
 * **reference** PixelCNN, written out below (:class:`ReferencePixelCNN`) from the paper's section
   3.5, figure 5 and table 2: a 7 x 7 convolution with mask A from the image to 2h feature maps, then
@@ -229,7 +229,7 @@ def n_params(m: nn.Module) -> int:
 def chapter_model(seed: int) -> tuple[nn.Module, dict]:
     s = recipe.autoregressive_settings("gated", seed=seed)
     net = recipe.build_autoregressive(s)
-    return net, {"description": f"GatedPixelCNN h {s['h']}, {s['n_blocks']} gated layers (7 x 7 first, then 3 x 3), vertical + horizontal "
+    return net, {"description": f"GatedPixelCNN h {s['h']}, {s['n_blocks']} gated layers (7 x 7 first, then {s['kernel']} x {s['kernel']}), vertical + horizontal "
                                 f"stacks, 2-way softmax; batch {BATCH_SIZE}, Adam {LR:g} constant",
                  "parameters": n_params(net)}
 

@@ -51,7 +51,8 @@ import torch
 
 from . import config, data, density, metrics
 from .models import gan
-from .recipes import conditional, dcgan, vae, wgan
+from .models import autoregressive as ar
+from .recipes import autoregressive, conditional, dcgan, vae, wgan
 from .recipes import diffusion as ddpm
 
 __all__ = [
@@ -288,6 +289,16 @@ def _cvae_entry(n: int, generator: torch.Generator) -> Samples:
     device = next(model.parameters()).device
     x = torch.cat([model.sample(len(yb), yb.to(device), generator=generator).cpu() for yb in labels.split(1000)])
     return Samples(x, history.seconds, labels)
+
+
+@register("gated PixelCNN", chapter="05", value_range="01",
+          description="conditional gated PixelCNN (4 layers, h = 16, class map), binary pixels, cached sampler")
+def _pixelcnn_entry(n: int, generator: torch.Generator) -> Samples:
+    net, history = autoregressive.autoregressive_mnist("cpixelcnn", progress=False)
+    labels = torch.arange(n) % 10
+    with config.threads(config.workers()):
+        x = torch.cat([ar.sample(net, len(yb), y=yb, generator=generator) for yb in labels.split(500)])
+    return Samples(x.float(), history.seconds, labels)
 
 
 @register("DCGAN", chapter="07", value_range="pm1", description="DCGAN for 28x28, ngf = ndf = 16, EMA of G")

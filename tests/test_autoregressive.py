@@ -11,6 +11,7 @@ import pytest
 import torch
 from scipy import stats
 from torch import nn
+from torch.nn import functional as F
 
 from gencourse import train
 from gencourse.models import autoregressive as ar
@@ -162,7 +163,15 @@ def _models():
         ("pixelcnn-colour", ar.PixelCNN(channels=3, levels=4, h=6, n_blocks=1, first_kernel=5), (3, 5, 5), None),
         ("gated", ar.GatedPixelCNN(h=4, n_layers=3), (1, H8, H8), None),
         ("gated-conditional-3-levels", ar.GatedPixelCNN(levels=3, h=4, n_layers=2, n_classes=3), (1, 7, H8), 3),
+        ("gated-class-map", _with_random_map(ar.GatedPixelCNN(h=4, n_layers=3, kernel_size=5, n_classes=3, class_map=3,
+                                                              image_size=(7, H8))), (1, 7, H8), 3),
     ]
+
+
+def _with_random_map(model):
+    with torch.no_grad():  # the map starts at zero; draw it, so that a leak through it would show
+        model.class_map.normal_()
+    return model
 
 
 MODEL_NAMES = [m[0] for m in _models()]
@@ -458,6 +467,61 @@ def test_the_likelihood_of_every_image_sums_to_one(make, shape):
     assert abs(torch.logsumexp(ll, 0).item()) < 1e-5
 
 
+@pytest.mark.parametrize("make, shape", [
+    (lambda: ar.GatedPixelCNN(h=4, n_layers=2, n_classes=3), (1, 3, 3)),
+    (lambda: ar.PixelCNN(channels=3, levels=2, h=3, n_blocks=1, first_kernel=3, n_classes=2), (3, 2, 1)),
+    (lambda: ar.MADE((1, 2, 4), hidden=(16,), n_classes=2), (1, 2, 4)),
+], ids=["gated", "pixelcnn-colour", "made"])
+def test_prefix_likelihood_mixture_and_posterior_by_enumeration(make, shape):
+    """upto = k is log p(first k values) = log of the sum of p(x) over every completion of them; the
+    mixture is log sum_y p(y) p(x|y); the posterior is Bayes' rule, all checked by brute force."""
+    torch.manual_seed(6)
+    model = make()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0)
+    K, D = model.n_classes, math.prod(shape)
+    every = torch.tensor(list(itertools.product(range(2), repeat=D)))  # raster order (pixel-major, channel-minor)
+    images = every.view(-1, shape[1], shape[2], shape[0]).permute(0, 3, 1, 2)  # back to (N, C, H, W)
+    prior = torch.tensor([0.2, 0.5, 0.3])[:K] if K == 3 else torch.tensor([0.7, 0.3])
+    y1 = torch.ones(len(images), dtype=torch.long)
+    full = ar.log_likelihood(model, images, y1).detach().double()
+    for k in (0, 1, D // 2, D - 1, D):
+        prefix = ar.log_likelihood(model, images, y1, upto=k).detach().double()
+        for code in set(map(tuple, every[:, :k].tolist())):
+            rows = (every[:, :k] == torch.tensor(code, dtype=torch.long)).all(1)
+            assert torch.allclose(prefix[rows], torch.logsumexp(full[rows], 0).expand(int(rows.sum())), atol=1e-5), (k, code)
+    joint = torch.stack([ar.log_likelihood(model, images, torch.full((len(images),), c)).detach().double() for c in range(K)], 1)
+    mix = ar.mixture_log_likelihood(model, images, prior)
+    assert mix.dtype == torch.float64
+    by_hand = torch.log(sum(prior[c].double() * joint[:, c].exp() for c in range(K)))
+    assert torch.allclose(mix, by_hand, atol=1e-5)
+    assert abs(torch.logsumexp(mix, 0).item()) < 1e-5  # the mixture is a distribution too
+    uniform = ar.mixture_log_likelihood(model, images)
+    assert torch.allclose(uniform, torch.logsumexp(joint, 1) - math.log(K), atol=1e-5)
+    post = ar.label_posterior(model, images, prior)
+    bayes = prior.double() * joint.exp()
+    assert torch.allclose(post, bayes / bayes.sum(1, keepdim=True), atol=1e-6)
+    k = D // 2  # the posterior given the prefix: from p(prefix | y) summed over completions
+    post_k = ar.label_posterior(model, images, prior, upto=k)
+    row0 = (every[:, :k] == every[0, :k]).all(1)
+    p_prefix = prior.double() * joint[row0].exp().sum(0)
+    assert torch.allclose(post_k[0], p_prefix / p_prefix.sum(), atol=1e-6)
+
+
+def test_prefix_mixture_and_posterior_reject_bad_arguments():
+    x = torch.zeros(2, 1, 3, 3, dtype=torch.long)
+    cond, plain = ar.GatedPixelCNN(h=4, n_layers=2, n_classes=3), ar.GatedPixelCNN(h=4, n_layers=2)
+    for bad in (-1, 10, 2.5, True):
+        with pytest.raises(ValueError, match="upto must be an int in 0..9"):
+            ar.log_likelihood(plain, x, upto=bad)
+    with pytest.raises(ValueError, match="not class-conditional"):
+        ar.mixture_log_likelihood(plain, x)
+    for prior in ([0.5, 0.5], [0.5, 0.6, -0.1], [0.2, 0.2, 0.2]):
+        with pytest.raises(ValueError, match="prior must be 3 probabilities"):
+            ar.label_posterior(cond, x, prior)
+
+
 class _Fixed(nn.Module):
     """A stub model whose logits are ``logits`` (L,) at every position, whatever the input."""
 
@@ -703,7 +767,10 @@ def test_autoregressive_settings_are_checked():
 
     assert rec.MODELS == ("made", "pixelcnn", "gated", "cpixelcnn")
     s = rec.autoregressive_settings("gated", steps=3, h=8)
-    assert s["model"] == "gated" and s["steps"] == 3 and s["h"] == 8 and s["n_blocks"] == 5
+    assert s["model"] == "gated" and s["steps"] == 3 and s["h"] == 8 and s["n_blocks"] == 4 and s["kernel"] == 5
+    assert s["class_map"] is None and rec.autoregressive_settings("cpixelcnn")["class_map"] == 7
+    net = rec.build_autoregressive(rec.autoregressive_settings("cpixelcnn"))
+    assert net.n_classes == 10 and net.class_map.shape == (10, 16, 7, 7) and net.layers[1].v.kernel_size == (3, 5)
     assert rec.autoregressive_settings()["steps"] == 4  # the smoke budget
     assert rec.autoregressive_settings("pixelcnn")["n_blocks"] == 4
     with pytest.raises(ValueError, match="model must be one of 'made', 'pixelcnn', 'gated', 'cpixelcnn', got 'nade'"):
@@ -752,14 +819,81 @@ def test_every_recipe_trains_then_loads_from_the_cache(model, tmp_path, monkeypa
 
 
 @pytest.mark.parametrize("make", [lambda: ar.PixelCNN(h=4, n_blocks=2), lambda: ar.GatedPixelCNN(h=4, n_layers=3),
-                                  lambda: ar.PixelCNN(channels=3, levels=4, h=6, n_blocks=1)])
+                                  lambda: ar.PixelCNN(channels=3, levels=4, h=6, n_blocks=1),
+                                  lambda: _with_random_map(ar.GatedPixelCNN(h=4, n_layers=3, n_classes=2, class_map=4, image_size=(9, 7)))])
 def test_row_causal_models_give_the_same_logits_on_the_rows_above(make):
     # sample() runs a row_causal model on rows 0..i only: the logits of row i must not change
     torch.manual_seed(0)
     model = make().eval()
     assert model.row_causal
     x = torch.randint(0, model.levels, (2, model.channels, 9, 7))
+    y = None if model.n_classes is None else torch.tensor([0, 1])
     with torch.no_grad():
-        full = model(x)
+        full = model(x, y)
         for i in range(9):
-            torch.testing.assert_close(model(x[:, :, : i + 1])[:, :, :, i], full[:, :, :, i], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(model(x[:, :, : i + 1], y)[:, :, :, i], full[:, :, :, i], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("make, y", [
+    (lambda: ar.GatedPixelCNN(h=4, n_layers=3), None),
+    (lambda: ar.GatedPixelCNN(levels=3, h=5, n_layers=2, kernel_size=5, first_kernel=3), None),
+    (lambda: _with_random_map(ar.GatedPixelCNN(h=4, n_layers=3, kernel_size=5, n_classes=3, class_map=3, image_size=(6, 7))),
+     torch.tensor([0, 2, 1])),
+], ids=["gated", "gated-3-levels", "gated-class-map"])
+def test_cached_rows_give_the_full_networks_logits_and_samples(make, y):
+    """The sampler's cache (the vertical stack once per row, the horizontal stack on one row) must give
+    the logits of the whole network at every pixel, and so the same samples from the same generator."""
+    torch.manual_seed(1)
+    model = make().eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    x = torch.randint(0, model.levels, (3, 1, 6, 7))
+    c = None if y is None else F.one_hot(y, model.n_classes).float()
+    with torch.no_grad():
+        full = model(x, y)
+        s_full = model._map(c, 6, 7)
+        u = x.float() * (2.0 / (model.levels - 1)) - 1.0
+        for i in range(6):
+            context = model.context_for_row(u[:, :, :i], i, c, s_full)
+            torch.testing.assert_close(model.logits_of_row(u[:, :, i:i + 1], context, c)[:, :, :, 0], full[:, :, :, i],
+                                       atol=1e-5, rtol=1e-5)
+    draws = [ar.sample(model, 3, (1, 6, 7), y=y, generator=torch.Generator().manual_seed(3), cache=cache) for cache in (True, False)]
+    assert torch.equal(draws[0], draws[1])
+    known = torch.zeros(1, 6, 7, dtype=torch.bool)
+    known[:, :3] = True
+    kept = [ar.sample(model, 3, (1, 6, 7), y=y, given=x, known=known, generator=torch.Generator().manual_seed(4), cache=cache)
+            for cache in (True, False)]
+    assert torch.equal(kept[0], kept[1]) and torch.equal(kept[0][:, :, :3], x[:, :, :3])
+
+
+def test_class_map_is_a_per_class_picture_over_the_image():
+    model = _with_random_map(ar.GatedPixelCNN(h=4, n_layers=2, n_classes=3, class_map=2, image_size=(6, 5)))
+    x = torch.zeros(3, 1, 6, 5, dtype=torch.long)
+    with torch.no_grad():
+        out = model(x, torch.tensor([0, 1, 2]))
+        plain = ar.GatedPixelCNN(h=4, n_layers=2, n_classes=3)
+        plain.load_state_dict({k: v for k, v in model.state_dict().items() if "map" not in k})
+        same = plain(x, torch.tensor([0, 1, 2]))
+        model.class_map.zero_()  # a zero map is the class bias alone
+        torch.testing.assert_close(model(x, torch.tensor([0, 1, 2])), same)
+    # on a blank image the logits still vary over the image and between classes: the map is where they come from
+    assert (out[0] - same[0]).abs().flatten(1).std(1).max() > 1e-3 and (out[0] - out[1]).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="drawn over 6 x 5 images"):
+        model(torch.zeros(1, 1, 6, 6, dtype=torch.long), torch.tensor([0]))
+    with pytest.raises(ValueError, match="drawn over 6 x 5 images"):
+        model(torch.zeros(1, 1, 7, 5, dtype=torch.long), torch.tensor([0]))
+    with pytest.raises(ValueError, match="class_map needs n_classes"):
+        ar.GatedPixelCNN(h=4, class_map=2)
+
+
+def test_pixelcnn_scoreboard_entry(tmp_path, monkeypatch):
+    from gencourse import scoreboard
+
+    monkeypatch.setenv("GENCOURSE_DATA", str(tmp_path))
+    monkeypatch.setenv("GENCOURSE_PROFILE", "smoke")
+    entry = {e.name: e for e in scoreboard.entries()}["gated PixelCNN"]
+    assert entry.chapter == "05" and entry.value_range == "01"
+    out = entry.factory(12, torch.Generator().manual_seed(0))
+    assert out.x.shape == (12, 1, 28, 28) and out.x.dtype == torch.float32 and out.train_seconds > 0
+    assert set(out.x.unique().tolist()) <= {0.0, 1.0} and torch.equal(out.labels, torch.arange(12) % 10)

@@ -30,7 +30,7 @@ from torch import nn
 
 from .. import checks
 
-__all__ = ["causal_mask", "MaskedConv2d", "MADE", "PixelCNN", "GatedPixelCNN", "quantise", "log_likelihood", "sample",
+__all__ = ["causal_mask", "MaskedConv2d", "MADE", "PixelCNN", "GatedPixelCNN", "quantise", "log_likelihood", "mixture_log_likelihood", "label_posterior", "sample",
            "check_levels", "dependencies"]
 
 
@@ -270,7 +270,7 @@ def _shift_right(x: torch.Tensor) -> torch.Tensor:
 
 
 class _GatedLayer(nn.Module):
-    def __init__(self, c_in: int, h: int, k: int, first: bool, n_classes: int | None):
+    def __init__(self, c_in: int, h: int, k: int, first: bool, n_classes: int | None, map_channels: int | None = None):
         super().__init__()
         self.first, self.k = first, k
         self.v = nn.Conv2d(c_in, 2 * h, (k // 2 + 1, k), padding=(k // 2, k // 2))
@@ -278,25 +278,45 @@ class _GatedLayer(nn.Module):
         self.v_to_h = nn.Conv2d(2 * h, 2 * h, 1)
         self.h_out = nn.Conv2d(h, h, 1)
         self.cond = nn.Linear(n_classes, 2 * h) if n_classes else None
+        self.cond_map = nn.Conv2d(map_channels, 2 * h, 1, bias=False) if map_channels else None
 
     @staticmethod
     def _gate(a: torch.Tensor) -> torch.Tensor:
         f, g = a.chunk(2, 1)
         return torch.tanh(f) * torch.sigmoid(g)
 
-    def forward(self, v: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None):
-        H, W = v.shape[2:]
-        v_pre = self.v(v)[:, :, :H, :]  # row i sees rows i - k//2 .. i of the vertical stack
-        h_pre = self.h(h)[:, :, :, :W]  # column j sees columns j - k//2 .. j of its row
+    def bias(self, c: torch.Tensor | None, s: torch.Tensor | None):
+        """The conditioning added to every gate: the class bias (B, 2h, 1, 1), plus the class map's
+        picture (B, 2h, H, W) when there is one; None without a label."""
+        if c is None:
+            return None
+        bias = self.cond(c)[:, :, None, None]
+        if s is not None:  # location-dependent: a per-class map over the image, not a function of x
+            bias = bias + self.cond_map(s)
+        return bias
+
+    def vertical(self, v: torch.Tensor, bias):
+        """The vertical stack: (pre-activation, next layer's input); row i sees rows i - k//2 .. i."""
+        v_pre = self.v(v)[:, :, :v.shape[2], :]
+        return v_pre, self._gate(v_pre if bias is None else v_pre + bias)
+
+    def horizontal(self, h: torch.Tensor, from_above: torch.Tensor, bias):
+        """The horizontal stack, given ``from_above`` = v_to_h of the vertical pre-activation of the
+        row above (the only way the rows above reach it)."""
+        h_pre = self.h(h)[:, :, :, :h.shape[3]]  # column j sees columns j - k//2 .. j of its row
         if self.first:  # type A: the current pixel itself is not an input of its own prediction
             h_pre = _shift_right(h_pre)
-        h_pre = h_pre + self.v_to_h(_shift_down(v_pre))  # only the rows strictly above reach the horizontal stack
-        if c is not None:
-            bias = self.cond(c)[:, :, None, None]
-            v_pre, h_pre = v_pre + bias, h_pre + bias
-        v_new = self._gate(v_pre)
+        h_pre = h_pre + from_above
+        if bias is not None:
+            h_pre = h_pre + bias
         h_new = self.h_out(self._gate(h_pre))
-        return v_new, (h_new if self.first else h + h_new)
+        return h_new if self.first else h + h_new
+
+    def forward(self, v: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None, s: torch.Tensor | None = None):
+        bias = self.bias(c, s)
+        v_pre, v_new = self.vertical(v, bias)
+        # only the rows strictly above reach the horizontal stack
+        return v_new, self.horizontal(h, self.v_to_h(_shift_down(v_pre)), bias)
 
 
 class GatedPixelCNN(nn.Module):
@@ -307,18 +327,30 @@ class GatedPixelCNN(nn.Module):
     optional class bias in every gate and in the output layer. Unlike masked convolutions, the union of the two stacks covers
     every pixel before the current one: no blind spot. Output logits ``(B, levels, 1, H, W)``
     (one channel).
+
+    ``class_map = R`` (with ``n_classes``) adds the paper's **location-dependent** conditioning: each
+    class has a learned map of ``h`` channels at R x R, upsampled (bilinear) to ``image_size`` and
+    added to every gate through a 1 x 1 convolution, so that the model knows where on the image the
+    strokes of a given digit go, beyond what its receptive field sees. The map does not depend on the
+    pixels, so the model stays causal. Images must then be ``image_size`` (or its first rows, as
+    :func:`sample` passes them).
     """
 
     row_causal = True
 
     def __init__(self, levels: int = 2, h: int = 32, n_layers: int = 6, kernel_size: int = 3, first_kernel: int = 7,
-                 n_classes: int | None = None):
+                 n_classes: int | None = None, class_map: int | None = None, image_size=(28, 28)):
         super().__init__()
         self.levels, self.n_classes, self.channels = checks.positive_int(levels, "levels", 2), n_classes, 1
         if kernel_size % 2 == 0 or first_kernel % 2 == 0:
             raise ValueError("kernel sizes must be odd")
-        self.layers = nn.ModuleList([_GatedLayer(1, h, first_kernel, True, n_classes)] +
-                                    [_GatedLayer(h, h, kernel_size, False, n_classes) for _ in range(n_layers - 1)])
+        if class_map is not None and not n_classes:
+            raise ValueError("class_map needs n_classes: the map is one per class")
+        self.image_size = tuple(image_size)
+        m = h if class_map else None
+        self.class_map = nn.Parameter(torch.zeros(n_classes, h, checks.positive_int(class_map, "class_map"), class_map)) if class_map else None
+        self.layers = nn.ModuleList([_GatedLayer(1, h, first_kernel, True, n_classes, m)] +
+                                    [_GatedLayer(h, h, kernel_size, False, n_classes, m) for _ in range(n_layers - 1)])
         self.out1 = nn.Conv2d(h, 2 * h, 1)
         self.out2 = nn.Conv2d(2 * h, levels, 1)
         self.cond_out = nn.Linear(n_classes, 2 * h) if n_classes else None
@@ -329,15 +361,54 @@ class GatedPixelCNN(nn.Module):
             raise ValueError(f"GatedPixelCNN models one channel, got shape {tuple(x.shape)}")
         return self.logits_from_inputs(_inputs(x, self.levels), _one_hot_or_none(y, self.n_classes, len(x), x.device))
 
+    def _map(self, c: torch.Tensor | None, H: int, W: int) -> torch.Tensor | None:
+        if self.class_map is None or c is None:
+            return None
+        if W != self.image_size[1] or H > self.image_size[0]:
+            raise ValueError(f"this model's class map is drawn over {self.image_size[0]} x {self.image_size[1]} images "
+                             f"(or their first rows), got {H} x {W}")
+        s = torch.einsum("bk,kcrs->bcrs", c, self.class_map.to(c.dtype))
+        return F.interpolate(s, size=self.image_size, mode="bilinear", align_corners=False)[:, :, :H]
+
     def logits_from_inputs(self, u: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         """The logits from the real-valued input ``u`` ``(B, 1, H, W)`` (differentiable, see :func:`dependencies`)."""
         v = h = u
+        s = self._map(c, *u.shape[2:])
         for layer in self.layers:
-            v, h = layer(v, h, c)
+            v, h = layer(v, h, c, s)
+        return self._output(h, c)
+
+    def _output(self, h: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
         out = self.out1(F.relu(h))
         if c is not None:
             out = out + self.cond_out(c)[:, :, None, None]
         return self.out2(F.relu(out)).unsqueeze(2)
+
+    def context_for_row(self, u_above: torch.Tensor, i: int, c: torch.Tensor | None, s_full: torch.Tensor | None):
+        """What the rows above give row ``i`` (the cache of :func:`sample`): for every layer, ``v_to_h``
+        of the vertical pre-activation at row ``i - 1`` (``(B, 2h, 1, W)``), and the conditioning of row
+        ``i``. ``u_above`` ``(B, 1, i, W)``: the real-valued inputs of rows ``0..i-1``; ``s_full`` the
+        class map's picture over the whole image (or None)."""
+        B, _, _, W = u_above.shape
+        v, context = u_above, []
+        for layer in self.layers:
+            if i == 0:  # nothing above: the shifted-down stack is zero there
+                context.append(layer.v_to_h(torch.zeros(B, layer.v_to_h.in_channels, 1, W, dtype=u_above.dtype, device=u_above.device)))
+                continue
+            bias = layer.bias(c, None if s_full is None else s_full[:, :, :i])
+            v_pre, v = layer.vertical(v, bias)
+            context.append(layer.v_to_h(v_pre[:, :, i - 1:i]))
+        biases = [layer.bias(c, None if s_full is None else s_full[:, :, i:i + 1]) for layer in self.layers]
+        return context, biases
+
+    def logits_of_row(self, u_row: torch.Tensor, context, c: torch.Tensor | None) -> torch.Tensor:
+        """The logits of one row ``(B, levels, 1, 1, W)`` from its inputs ``u_row`` ``(B, 1, 1, W)``
+        and :meth:`context_for_row`: the horizontal stack and the output layers on one row only."""
+        from_above, biases = context
+        h = u_row
+        for layer, above, bias in zip(self.layers, from_above, biases):
+            h = layer.horizontal(h, above, bias)
+        return self._output(h, c)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -345,24 +416,64 @@ class GatedPixelCNN(nn.Module):
 # ----------------------------------------------------------------------------------------------
 
 
-def log_likelihood(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *, batch_size: int = 500) -> torch.Tensor:
+def log_likelihood(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *, upto: int | None = None,
+                   batch_size: int = 500) -> torch.Tensor:
     r"""The exact :math:`\log p(x) = \sum_i \log p(x_i \mid x_{<i})` of each image, in nats, shape
     ``(B,)`` (per image, summed over pixels and channels: the course's convention; bits per dimension
-    are :func:`gencourse.metrics.bits_per_dim` of its negative). One forward pass per batch."""
+    are :func:`gencourse.metrics.bits_per_dim` of its negative). One forward pass per batch.
+
+    ``upto`` sums only the first ``upto`` factors in raster order (channel by channel within a pixel):
+    :math:`\log p(x_1, \dots, x_{\text{upto}})`, the exact likelihood of that prefix of the image
+    (e.g. ``upto = 14 * 28`` for the upper half of a 28 x 28 image), because the factors of the
+    later values sum to one over them. The values after the prefix do not change the result."""
     x = check_levels(x, model.levels)
+    C, H, W = x.shape[1:]
+    if upto is not None and (isinstance(upto, bool) or not isinstance(upto, int) or not 0 <= upto <= C * H * W):
+        raise ValueError(f"upto must be an int in 0..{C * H * W} (values in raster order), got {upto!r}")
     device = next(model.parameters()).device
     out = []
     for i in range(0, len(x), batch_size):
         xb = x[i:i + batch_size].to(device)
         yb = None if y is None else y[i:i + batch_size].to(device)
-        logp = torch.log_softmax(model(xb, yb), 1)  # (B, L, C, H, W)
-        out.append(logp.gather(1, xb.unsqueeze(1)).flatten(1).sum(1))
+        logp = torch.log_softmax(model(xb, yb), 1).gather(1, xb.unsqueeze(1)).squeeze(1)  # (B, C, H, W)
+        logp = logp.permute(0, 2, 3, 1).flatten(1)  # raster order: row, column, then channel
+        out.append(logp[:, :upto].sum(1))
     return torch.cat(out)
+
+
+def _class_log_joint(model: nn.Module, x: torch.Tensor, prior, upto: int | None) -> torch.Tensor:
+    K = getattr(model, "n_classes", None)
+    if not K:
+        raise ValueError("this model is not class-conditional (n_classes is None): there is no label to sum over")
+    prior = torch.full((K,), 1.0 / K) if prior is None else torch.as_tensor(prior, dtype=torch.float64)
+    if prior.shape != (K,) or (prior < 0).any() or abs(float(prior.sum()) - 1) > 1e-6:
+        raise ValueError(f"prior must be {K} probabilities that sum to 1, got {prior.tolist()}")
+    x = check_levels(x, model.levels)
+    columns = [log_likelihood(model, x, torch.full((len(x),), k, dtype=torch.long), upto=upto) for k in range(K)]
+    return torch.stack(columns, 1).double().cpu() + prior.double().log()  # (B, K): log p(y) + log p(x | y)
+
+
+@torch.no_grad()
+def mixture_log_likelihood(model: nn.Module, x: torch.Tensor, prior=None, *, upto: int | None = None) -> torch.Tensor:
+    r"""A class-conditional model is also a model of :math:`x` alone, the mixture
+    :math:`p(x) = \sum_y p(y)\, p(x \mid y)`, and its likelihood is still exact:
+    :math:`\log p(x) = \operatorname{logsumexp}_y [\log p(y) + \log p(x \mid y)]`, one pass per class.
+    ``prior`` ``(K,)``: :math:`p(y)`, uniform if None. ``upto`` as in :func:`log_likelihood`. Nats, ``(B,)`` float64."""
+    return torch.logsumexp(_class_log_joint(model, x, prior, upto), 1)
+
+
+@torch.no_grad()
+def label_posterior(model: nn.Module, x: torch.Tensor, prior=None, *, upto: int | None = None) -> torch.Tensor:
+    r"""Bayes' rule with an exact likelihood: :math:`p(y \mid x) \propto p(y)\, p(x \mid y)`, ``(B, K)``
+    float64, rows summing to 1. With ``upto``, the posterior given the first ``upto`` values only (e.g.
+    the upper half of each image), exact as well."""
+    return torch.softmax(_class_log_joint(model, x, prior, upto), 1)
 
 
 @torch.no_grad()
 def sample(model: nn.Module, n: int, shape=(1, 28, 28), *, y: torch.Tensor | None = None, given: torch.Tensor | None = None,
-           known: torch.Tensor | None = None, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
+           known: torch.Tensor | None = None, generator: torch.Generator | None = None, temperature: float = 1.0,
+           cache: bool = True) -> torch.Tensor:
     r"""Draw ``n`` images pixel by pixel in raster order (channel by channel within a pixel): one
     forward pass per pixel and channel, :math:`D` passes in all; each value is drawn from the softmax
     of the logits divided by ``temperature``. ``given`` ``(n, C, H, W)`` levels and ``known`` (a
@@ -371,7 +482,14 @@ def sample(model: nn.Module, n: int, shape=(1, 28, 28), *, y: torch.Tensor | Non
 
     A convolutional model (``model.row_causal``) is run on rows ``0..i`` only when it predicts row
     ``i``: its output there does not depend on the rows below, so the result is the same and the
-    average pass is about half as long."""
+    average pass is about half as long.
+
+    ``cache`` (the gated PixelCNN): the rows above reach row ``i`` only through the vertical stack,
+    which does not change while row ``i`` is drawn. So it is run once per row
+    (:meth:`GatedPixelCNN.context_for_row`) and each pixel of the row costs the horizontal stack on
+    that row alone, on the columns up to the current one (:meth:`GatedPixelCNN.logits_of_row`): the
+    same logits, many times fewer operations.
+    ``cache=False`` runs the whole network for every pixel."""
     n = checks.positive_int(n, "n")
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
@@ -387,6 +505,9 @@ def sample(model: nn.Module, n: int, shape=(1, 28, 28), *, y: torch.Tensor | Non
     was = model.training
     model.eval()
     try:
+        if cache and hasattr(model, "context_for_row"):
+            _sample_cached(model, x, y, known, generator, temperature, device)
+            return x
         for i in range(H):
             for j in range(W):
                 for c in range(C):
@@ -399,6 +520,22 @@ def sample(model: nn.Module, n: int, shape=(1, 28, 28), *, y: torch.Tensor | Non
     finally:
         model.train(was)
     return x
+
+
+def _sample_cached(model, x, y, known, generator, temperature, device) -> None:
+    n, _, H, W = x.shape
+    c = _one_hot_or_none(y, model.n_classes, n, device)
+    s_full = model._map(c, H, W)
+    for i in range(H):
+        context = model.context_for_row(_inputs(x[:, :, :i].to(device), model.levels), i, c, s_full)
+        for j in range(W):
+            if known is not None and bool(known[:, 0, i, j].all()):
+                continue
+            # the horizontal stack is causal along the row too: columns 0..j give column j exactly
+            upto_j = ([a[..., :j + 1] for a in context[0]], [b if b is None or b.shape[-1] == 1 else b[..., :j + 1] for b in context[1]])
+            logits = model.logits_of_row(_inputs(x[:, :, i:i + 1, :j + 1].to(device), model.levels), upto_j, c)[:, :, 0, 0, j].cpu()
+            draw = torch.multinomial(torch.softmax(logits / temperature, 1), 1, generator=generator).squeeze(1)
+            x[:, 0, i, j] = draw if known is None else torch.where(known[:, 0, i, j], x[:, 0, i, j], draw)
 
 
 def dependencies(model: nn.Module, shape, i: int, j: int, channel: int = 0, *, trials: int = 4, seed: int = 0) -> torch.Tensor:

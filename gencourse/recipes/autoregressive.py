@@ -49,24 +49,35 @@ def autoregressive_settings(model: str = "pixelcnn", **overrides) -> dict:
     ``hidden``            MADE: 500                          one hidden layer (Germain et al.: 500)
     ``h``                 PixelCNN: 16; gated: 16            :math:`2h` channels between blocks
     ``n_blocks``          PixelCNN: 4 residual blocks;
-                          gated: 5 layers
+                          gated: 4 layers
+    ``kernel``            gated: 5 (after a 7 x 7 first      each layer extends the field two rows up;
+                          layer)                             conditional model, about 250 CPU s, one
+                                                             seed, held-out -log p(x | y): 69.0 nats
+                                                             for five 3 x 3 layers, 67.1 for 5 x 5
+    ``class_map``         conditional gated model: 7         a learned 7 x 7 picture per digit in every
+                                                             gate (location-dependent conditioning);
+                                                             about 230 CPU s, one seed: 61.3 nats, and
+                                                             the classifier reads the asked digit in
+                                                             98 % of 50 samples (four 5 x 5 layers),
+                                                             against 67.1 and 32 % without the map
     ``batch_size``        32
     ``lr``                Adam, cosine decay to 0: 1e-3;     the conditional gated model after 600
                           gated models 3e-3                  steps: -log p(x | y) 72.6 nats and the
                                                              label read back by likelihood in 66 % of
                                                              held-out digits, against 78.6 and 48 %
                                                              at 1e-3 (one seed)
-    ``steps``             cpu: MADE 2,000, the PixelCNNs     about a minute (MADE) and three minutes
-                          600; gpu 20,000; smoke 4           (a PixelCNN) of one CPU core; the gated
-                                                             model's held-out NLL was 78.0 nats after
-                                                             700 steps (one seed), MADE's 111.0 after
-                                                             3,000 (it overfits 4,000 images)
+    ``steps``             cpu: MADE 2,000, the PixelCNNs     about a minute (MADE) and four minutes
+                          1,000; gpu 20,000; smoke 4         (a PixelCNN) of one CPU core; MADE's
+                                                             held-out NLL was 111.0 after 3,000 steps
+                                                             (it overfits 4,000 images)
     ====================  =================================  =========================================
     """
     checks.one_of(model, MODELS, "model")
-    settings = {"model": model, "hidden": 500, "h": 16, "n_blocks": 5 if model in ("gated", "cpixelcnn") else 4,
-                "batch_size": 32, "lr": 1e-3 if model in ("made", "pixelcnn") else 3e-3, "seed": 0,
-                "steps": config.budget(smoke=4, cpu=2_000, gpu=20_000) if model == "made" else config.budget(smoke=4, cpu=600, gpu=20_000)}
+    gated = model in ("gated", "cpixelcnn")
+    settings = {"model": model, "hidden": 500, "h": 16, "n_blocks": 4, "kernel": 5 if gated else None,
+                "class_map": 7 if model == "cpixelcnn" else None,
+                "batch_size": 32, "lr": 3e-3 if gated else 1e-3, "seed": 0,
+                "steps": config.budget(smoke=4, cpu=2_000, gpu=20_000) if model == "made" else config.budget(smoke=4, cpu=1_000, gpu=20_000)}
     unknown = set(overrides) - set(settings)
     if unknown:
         raise ValueError(f"unknown autoregressive settings {sorted(unknown)}; known: {sorted(settings)}")
@@ -85,7 +96,9 @@ def build_autoregressive(settings: dict) -> torch.nn.Module:
         elif s["model"] == "pixelcnn":
             net = ar.PixelCNN(h=s["h"], n_blocks=s["n_blocks"])
         else:
-            net = ar.GatedPixelCNN(h=s["h"], n_layers=s["n_blocks"], n_classes=10 if s["model"] == "cpixelcnn" else None)
+            conditional = s["model"] == "cpixelcnn"
+            net = ar.GatedPixelCNN(h=s["h"], n_layers=s["n_blocks"], kernel_size=s["kernel"],
+                                   n_classes=10 if conditional else None, class_map=s["class_map"] if conditional else None)
     return net.to(config.device())
 
 
