@@ -229,8 +229,9 @@ def n_params(m: nn.Module) -> int:
 def chapter_model(seed: int) -> tuple[nn.Module, dict]:
     s = recipe.autoregressive_settings("gated", seed=seed)
     net = recipe.build_autoregressive(s)
-    return net, {"description": f"GatedPixelCNN h {s['h']}, {s['n_blocks']} gated layers (7 x 7 first, then {s['kernel']} x {s['kernel']}), vertical + horizontal "
-                                f"stacks, 2-way softmax; batch {BATCH_SIZE}, Adam {LR:g} constant",
+    k = s["kernel"]
+    return net, {"description": f"GatedPixelCNN h {s['h']}, {s['n_blocks']} gated layers (7 x 7 first, then {k} x {k}), "
+                                f"vertical + horizontal stacks, 2-way softmax; batch {BATCH_SIZE}, Adam {LR:g} constant",
                  "parameters": n_params(net)}
 
 

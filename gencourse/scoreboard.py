@@ -50,8 +50,8 @@ from typing import NamedTuple
 import torch
 
 from . import config, data, density, metrics
-from .models import gan
 from .models import autoregressive as ar
+from .models import gan
 from .recipes import autoregressive, conditional, dcgan, vae, wgan
 from .recipes import diffusion as ddpm
 

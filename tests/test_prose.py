@@ -147,6 +147,10 @@ ALLOWED: dict[str, dict[str, str]] = {
         "90 s": "the exercise's training budget (a setting)",
         "80 %": "the exercise's target (a setting)",
     },
+    "05_autoregressive": {
+        "2.3": "ln 10, the code length of one of ten equally likely digits (a constant)",
+        "90 s": "the exercise's training budget (a setting)",
+    },
     "10_translation": {
         "0.5": "Adam beta_1 (a setting)",
         "0.999": "Adam beta_2 (a setting)",

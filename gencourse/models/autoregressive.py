@@ -30,8 +30,8 @@ from torch import nn
 
 from .. import checks
 
-__all__ = ["causal_mask", "MaskedConv2d", "MADE", "PixelCNN", "GatedPixelCNN", "quantise", "log_likelihood", "mixture_log_likelihood", "label_posterior", "sample",
-           "check_levels", "dependencies"]
+__all__ = ["causal_mask", "MaskedConv2d", "MADE", "PixelCNN", "GatedPixelCNN", "quantise", "log_likelihood",
+           "mixture_log_likelihood", "label_posterior", "sample", "check_levels", "dependencies"]
 
 
 def _colour_group(c: int, channels: int, n_colours: int) -> int:
