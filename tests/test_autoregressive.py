@@ -499,6 +499,7 @@ def test_prefix_likelihood_mixture_and_posterior_by_enumeration(make, shape):
     assert abs(torch.logsumexp(mix, 0).item()) < 1e-5  # the mixture is a distribution too
     uniform = ar.mixture_log_likelihood(model, images)
     assert torch.allclose(uniform, torch.logsumexp(joint, 1) - math.log(K), atol=1e-5)
+    torch.testing.assert_close(ar.class_log_joint(model, images, prior), joint + prior.double().log())
     post = ar.label_posterior(model, images, prior)
     bayes = prior.double() * joint.exp()
     assert torch.allclose(post, bayes / bayes.sum(1, keepdim=True), atol=1e-6)

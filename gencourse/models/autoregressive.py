@@ -31,7 +31,7 @@ from torch import nn
 from .. import checks
 
 __all__ = ["causal_mask", "MaskedConv2d", "MADE", "PixelCNN", "GatedPixelCNN", "quantise", "log_likelihood",
-           "mixture_log_likelihood", "label_posterior", "sample", "check_levels", "dependencies"]
+           "class_log_joint", "mixture_log_likelihood", "label_posterior", "sample", "check_levels", "dependencies"]
 
 
 def _colour_group(c: int, channels: int, n_colours: int) -> int:
@@ -441,7 +441,12 @@ def log_likelihood(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = N
     return torch.cat(out)
 
 
-def _class_log_joint(model: nn.Module, x: torch.Tensor, prior, upto: int | None) -> torch.Tensor:
+@torch.no_grad()
+def class_log_joint(model: nn.Module, x: torch.Tensor, prior=None, *, upto: int | None = None) -> torch.Tensor:
+    r""":math:`\log p(y) + \log p(x \mid y)` for every image and class, ``(B, K)`` float64, one pass per
+    class: what :func:`mixture_log_likelihood` (its logsumexp over classes) and :func:`label_posterior`
+    (its softmax) are made of, for a chapter that needs both without paying twice. ``prior`` ``(K,)``:
+    :math:`p(y)`, uniform if None; ``upto`` as in :func:`log_likelihood`."""
     K = getattr(model, "n_classes", None)
     if not K:
         raise ValueError("this model is not class-conditional (n_classes is None): there is no label to sum over")
@@ -459,7 +464,7 @@ def mixture_log_likelihood(model: nn.Module, x: torch.Tensor, prior=None, *, upt
     :math:`p(x) = \sum_y p(y)\, p(x \mid y)`, and its likelihood is still exact:
     :math:`\log p(x) = \operatorname{logsumexp}_y [\log p(y) + \log p(x \mid y)]`, one pass per class.
     ``prior`` ``(K,)``: :math:`p(y)`, uniform if None. ``upto`` as in :func:`log_likelihood`. Nats, ``(B,)`` float64."""
-    return torch.logsumexp(_class_log_joint(model, x, prior, upto), 1)
+    return torch.logsumexp(class_log_joint(model, x, prior, upto=upto), 1)
 
 
 @torch.no_grad()
@@ -467,7 +472,7 @@ def label_posterior(model: nn.Module, x: torch.Tensor, prior=None, *, upto: int 
     r"""Bayes' rule with an exact likelihood: :math:`p(y \mid x) \propto p(y)\, p(x \mid y)`, ``(B, K)``
     float64, rows summing to 1. With ``upto``, the posterior given the first ``upto`` values only (e.g.
     the upper half of each image), exact as well."""
-    return torch.softmax(_class_log_joint(model, x, prior, upto), 1)
+    return torch.softmax(class_log_joint(model, x, prior, upto=upto), 1)
 
 
 @torch.no_grad()
