@@ -135,6 +135,7 @@ ALLOWED: dict[str, dict[str, str]] = {
         "2 %": "the share above which a class counts as present (a setting)",
         "0.3": "the tolerance of the median gradient norm that the cell asserts (a setting)",
         "20 %": "the tolerance of the critic's estimate that the cell asserts (a setting)",
+        "70 %": "the exercise's target (a setting)",
     },
     "09_conditional_gans": {
         "0.5": "Adam beta_1, and the truncation threshold tau = 0.5 (settings)",
