@@ -464,6 +464,31 @@ def wgan_generator_loss(d_fake: torch.Tensor) -> torch.Tensor:
 # Conditional GANs (chapter 09): ACGAN and InfoGAN
 # ==============================================================================================
 
+__all__ += ["r1_penalty"]
+
+
+def r1_penalty(D: Callable[[torch.Tensor], torch.Tensor], x_real: torch.Tensor) -> torch.Tensor:
+    r"""The R1 penalty (Mescheder, Geiger & Nowozin, 2018, eq. 9; used by StyleGAN, chapter 11),
+    without its weight :math:`\gamma / 2`:
+
+    .. math:: R_1 = \frac1B \sum_{b=1}^B \big\| \nabla_x d(x_b) \big\|_2^2 \quad \text{at the real images } x_b,
+
+    the squared norm per sample over all of its pixels. Only real images: the penalty makes the
+    discriminator flat on the data, so that at equilibrium it cannot push the generator off the
+    data (a penalty at fake images or interpolates is a different regulariser). ``D`` maps
+    ``(B, ...)`` to logits ``(B,)``. Returns a scalar that keeps the graph
+    (``create_graph=True``): the discriminator's loss is ``loss_D + gamma / 2 * r1_penalty(D, x)``.
+    """
+    x_real = _check_tensor(x_real, "x_real", min_ndim=2)
+    x = x_real.detach().requires_grad_(True)
+    with torch.enable_grad():
+        d = D(x)
+        if d.shape != (x.shape[0],):
+            raise ValueError(f"D must return one logit per image, shape ({x.shape[0]},), got {tuple(d.shape)}")
+        (grad,) = torch.autograd.grad(d.sum(), x, create_graph=True)
+    return grad.reshape(x.shape[0], -1).pow(2).sum(dim=1).mean()
+
+
 __all__ += ["class_loss", "acgan_d_loss", "acgan_g_loss", "gaussian_nll", "infogan_info_loss", "infogan_mi_lower_bound",
             "uniform_code_entropy"]
 

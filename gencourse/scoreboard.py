@@ -52,7 +52,7 @@ import torch
 from . import config, data, density, metrics
 from .models import autoregressive as ar
 from .models import gan
-from .recipes import autoregressive, conditional, dcgan, vae, wgan
+from .recipes import autoregressive, conditional, dcgan, style, vae, wgan
 from .recipes import diffusion as ddpm
 
 __all__ = [
@@ -334,6 +334,13 @@ for _name, _model, _what in (
 ):
     register(_name, chapter="09", value_range="pm1", description=f"{_what}; DCGAN networks, ngf = ndf = 16, EMA of G")(
         _conditional_entry(_model))
+
+
+@register("StyleGAN", chapter="11", value_range="pm1",
+          description="style-based G (mapping network, AdaIN, noise; 32x32 cropped to 28), R1, EMA of G")
+def _style_entry(n: int, generator: torch.Generator) -> Samples:
+    modules, history = style.style_mnist("stylegan", progress=False)
+    return Samples(style.sample28(modules["G_ema"], n, generator=generator), history.seconds)
 
 
 @register(

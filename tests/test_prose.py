@@ -158,6 +158,13 @@ ALLOWED: dict[str, dict[str, str]] = {
         "0.02": "the standard deviation of the noise added in the steganography test (a setting)",
         "90 s": "the exercise's training budget (a setting)",
     },
+    "11_style": {
+        "0.2": "LeakyReLU slope (a setting)",
+        "0.99": "Adam beta_2 of StyleGAN (a setting)",
+        "0.5": "truncation psi of the table (a setting)",
+        "the 1": "the 1 % tails trimmed from the path lengths, as in the paper (a setting)",
+        "1 %": "same",
+    },
     "12_diffusion": {
         "0.02": "beta_T of the linear schedule (a setting)",
         "0.008": "the cosine schedule's offset s (a setting)",
