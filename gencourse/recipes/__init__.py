@@ -4,6 +4,7 @@ build function, a train function and a load-or-train function
 
 * :mod:`~gencourse.recipes.vae` — chapter 04's VAEs (``vae_mnist``);
 * :mod:`~gencourse.recipes.dcgan` — chapter 07's DCGAN (``dcgan_mnist``);
+* :mod:`~gencourse.recipes.style` — chapter 11's style-based generators (``style_mnist``);
 * :mod:`~gencourse.recipes.diffusion` — chapter 12's class-conditional DDPM (``ddpm_mnist``).
 
 A chapter and the scoreboard (:mod:`gencourse.scoreboard`, which registers an entry per recipe)
