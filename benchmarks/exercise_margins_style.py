@@ -34,6 +34,10 @@ MISTAKES = {
     "fixed random codes (only the network learns)": [('{"params": [codes], "lr": 2e-2}', '{"params": [], "lr": 2e-2}')],
     "fresh noise during training": [("loss = F.mse_loss(G(codes[idx], noise=0), images[idx])",
                                      "loss = F.mse_loss(G(codes[idx]), images[idx])")],
+    "gradients never zeroed": [("        opt.zero_grad()\n", "")],
+    "a fresh random code at each step instead of the image's own": [
+        ("loss = F.mse_loss(G(codes[idx], noise=0), images[idx])",
+         "loss = F.mse_loss(G(torch.randn(len(idx), G.z_dim), noise=0), images[idx])")],
 }
 
 
