@@ -21,7 +21,7 @@ from gencourse.data import images
 from gencourse.metrics import features
 from gencourse.models import conditional as cond
 from gencourse.models import gan
-from gencourse.recipes import conditional, dcgan, diffusion, translation, vae, wgan
+from gencourse.recipes import conditional, dcgan, diffusion, style, translation, vae, wgan
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -167,6 +167,27 @@ def test_wgan_gpu_settings_train_and_sample(gpu_mirror, monkeypatch, feature_net
     assert [c["step"] for c in checkpoints] == [1, 2]
     assert all(math.isfinite(c["fid"]) and c["fid"] > 0 and math.isfinite(c["w1"]) for c in checkpoints)
     x = gan.generate(modules["G_ema"], 12, generator=torch.Generator().manual_seed(0))
+    _check_images(x, 12, -1.0, 1.0)
+
+
+# ------------------------------------------------------------------------------------------ StyleGAN (chapter 11)
+
+
+@pytest.mark.parametrize("kind", ["adain", "demod"])
+def test_style_gpu_settings_train_and_sample(gpu_mirror, monkeypatch, kind):
+    cpu = _under(monkeypatch, "cpu", style.style_settings)
+    gpu = _under(monkeypatch, "gpu", style.style_settings)
+    assert _changed_keys(cpu, gpu) == {"steps"} and gpu["steps"] == 20_000
+    settings = dict(gpu, steps=STEPS, kind=kind)
+    modules = style.build_style(settings)
+    before = _weights(modules["G"], modules["D"])
+    history = style.train_style(modules, settings, progress=False)
+    assert gpu_mirror == [("train", N_TRAIN)]
+    _check_history(history, ["loss_D", "loss_G", "r1"])
+    _check_trained(before, modules["G"], modules["D"])
+    _check_record(modules["record"], settings["snapshots"], 64, shape=(1, 32, 32))
+    assert modules["G_ema"].w_avg.abs().sum() > 0
+    x = style.sample28(modules["G_ema"], 12, generator=torch.Generator().manual_seed(0))
     _check_images(x, 12, -1.0, 1.0)
 
 

@@ -344,10 +344,12 @@ def test_feature_stats_per_layer():
 def test_recipe_trains_caches_and_reloads():
     from gencourse.recipes import style as recipe
 
-    modules, history = recipe.style_mnist("stylegan_test", progress=False, steps=3, batch_size=8)
-    assert len(history["loss_D"]) == 3 and all(math.isfinite(v) for v in history["loss_D"])
+    modules, history = recipe.style_mnist("stylegan_test", progress=False, steps=4, batch_size=8)
+    assert len(history["loss_D"]) == 4 and all(math.isfinite(v) for v in history["loss_D"])
+    # lazy R1: computed at steps 4, 8, ... (steps count from 1), reported until the next one
+    assert history["r1"][:3] == [0.0] * 3 and history["r1"][3] > 0
     assert modules["G_ema"].w_avg.abs().sum() > 0, "w_avg follows training"
-    again, _ = recipe.style_mnist("stylegan_test", progress=False, steps=3, batch_size=8)
+    again, _ = recipe.style_mnist("stylegan_test", progress=False, steps=4, batch_size=8)
     z = torch.randn(2, 64)
     torch.testing.assert_close(again["G_ema"](z, noise=0), modules["G_ema"](z, noise=0))
     x = recipe.sample28(modules["G_ema"], 5, generator=torch.Generator().manual_seed(0))
