@@ -45,8 +45,8 @@ def style_settings(**overrides) -> dict:
                                                                ``"demod"`` after 1,200 steps, one seed)
     ``betas``                 (0, 0.99)                        StyleGAN (both networks)
     ``r1_gamma``              1.0                              R1 weight :math:`\gamma`
-    ``r1_every``              4                                lazy regularisation (StyleGAN2): R1
-                                                               every 4 D steps, weighted by 4
+    ``r1_every``              4                                lazy regularisation: R1 every 4 D steps,
+                                                               weighted by 4 (StyleGAN2: every 16)
     ``mixing_prob``           0.5                              style-mixing regularisation (paper 0.9)
     ``w_avg_beta``            0.995                            running mean of :math:`w` (truncation)
     ``ema_decay``             0.995                            samples from an EMA of G's weights
