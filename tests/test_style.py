@@ -339,6 +339,33 @@ def test_feature_stats_per_layer():
     assert all(s["peak_ratio"] >= 1.0 and s["max_abs"] > 0 for s in stats)
 
 
+@pytest.mark.parametrize("kind", ["adain", "demod"])
+def test_feature_stats_against_the_layers_run_by_hand(kind):
+    """The maps before the style, recomputed layer by layer (conv, bias, LeakyReLU, the demod gain)."""
+    G = _G(kind).float()
+    z = torch.randn(3, 8, generator=torch.Generator().manual_seed(11))
+    with torch.no_grad():
+        w = G.mapping(z)
+        x = G.const.expand(3, -1, -1, -1)
+        for layer, got in zip(G.layers, style.feature_stats(G, z)):
+            if layer.upsample:
+                x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+            h = layer.conv(x, w) if kind == "demod" else layer.conv(x)
+            h = F.leaky_relu(h + layer.bias[None, :, None, None], 0.2) * (math.sqrt(2) if kind == "demod" else 1.0)
+            a = h.abs().numpy().reshape(3, h.shape[1], -1)
+            ratio = (a.max(axis=2) / np.maximum(a.mean(axis=2), 1e-8)).mean()
+            assert got["peak_ratio"] == pytest.approx(ratio, rel=1e-5)
+            assert got["max_abs"] == pytest.approx(a.max(), rel=1e-6)
+            if kind == "adain":
+                scale, bias = layer.affine(w).chunk(2, dim=1)
+                h = _adain_torch(h, scale, bias)
+            x = h
+
+
+def _adain_torch(h, scale, bias):
+    return torch.from_numpy(_adain_numpy(h.double(), scale.double(), bias.double(), 1e-5)).float()
+
+
 # ---------------------------------------------------------------------------------------------- recipe
 
 def test_recipe_trains_caches_and_reloads():

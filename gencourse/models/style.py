@@ -388,17 +388,21 @@ class StyleDiscriminator(nn.Module):
         return self.head(h).flatten()
 
 
+def _square_images(x, side: int) -> torch.Tensor:
+    """``x`` checked as images ``(B, C, side, side)``, any number of channels."""
+    channels = x.shape[1] if isinstance(x, torch.Tensor) and x.ndim == 4 else 1
+    return checks.image_batch(x, (channels, side, side))
+
+
 def pad32(x: torch.Tensor, value: float = -1.0) -> torch.Tensor:
     """28×28 images ``(B, C, 28, 28)`` into the 32×32 frame (2 pixels of ``value``, the background
     of images in [-1, 1], on each side)."""
-    x = checks.image_batch(x, (x.shape[1] if isinstance(x, torch.Tensor) and x.ndim == 4 else 1, 28, 28))
-    return F.pad(x, (2, 2, 2, 2), value=value)
+    return F.pad(_square_images(x, 28), (2, 2, 2, 2), value=value)
 
 
 def crop28(x: torch.Tensor) -> torch.Tensor:
     """The central 28×28 of 32×32 images (the inverse of :func:`pad32`), for the metrics."""
-    x = checks.image_batch(x, (x.shape[1] if isinstance(x, torch.Tensor) and x.ndim == 4 else 1, 32, 32))
-    return x[:, :, 2:30, 2:30]
+    return _square_images(x, 32)[:, :, 2:30, 2:30]
 
 
 @torch.no_grad()

@@ -142,13 +142,11 @@ def train_style(modules: dict, settings: dict, progress: bool = True) -> train.H
         opt_D.step()
         w, ws = _styles(G, torch.randn(B, d, generator=g).to(device), settings["mixing_prob"], g)
         G.update_w_avg(w, settings["w_avg_beta"])
-        D.requires_grad_(False)
-        d_gen = D(G.synthesis(ws))
-        loss_G = losses.g_loss_non_saturating(d_gen)
-        opt_G.zero_grad(set_to_none=True)
-        loss_G.backward()
-        opt_G.step()
-        D.requires_grad_(True)
+        with train._frozen(D):  # as in train.g_step: no gradient accumulated for D's parameters
+            loss_G = losses.g_loss_non_saturating(D(G.synthesis(ws)))
+            opt_G.zero_grad(set_to_none=True)
+            loss_G.backward()
+            opt_G.step()
         ema.update(G)
         if i in snap_steps:
             snapshot(i)
