@@ -392,7 +392,15 @@ def down_block(c_in: int, c_out: int, kernel_size: int = 4, stride: int = 2, pad
 __all__ += ["timestep_embedding", "SinusoidalEmbedding", "TimeResBlock", "DiffusionUNet", "TimeMLP"]
 
 
-def _check_t(t, B: int) -> torch.Tensor:
+def _check_t(t, B: int, continuous: bool = False) -> torch.Tensor:
+    """Integer diffusion steps ``(B,)``; with ``continuous``, float times ``(B,)`` in [0, 1]
+    (flow matching, chapter 13), returned as ``1000 t`` so that the sinusoidal embedding sees the
+    same range of angles as for the steps of a 1000-step diffusion."""
+    if continuous:
+        if not isinstance(t, torch.Tensor) or t.shape != (B,) or not t.is_floating_point():
+            got = f"{tuple(t.shape)} {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ValueError(f"t must be a float tensor of shape (B,) = ({B},) in [0, 1] (continuous time), got {got}")
+        return 1000.0 * t
     if not isinstance(t, torch.Tensor) or t.shape != (B,) or t.is_floating_point():
         got = f"{tuple(t.shape)} {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
         raise ValueError(f"t must be an integer tensor of shape (B,) = ({B},), got {got}")
@@ -501,9 +509,11 @@ class DiffusionUNet(nn.Module):
         patch: :math:`p` (1: no folding).
         image_size: ``H = W``, divisible by :math:`p \cdot 2^{L-1}` for :math:`L` levels.
         groups: groups of the group normalisations.
+        continuous_time: ``t`` is a float time in :math:`[0, 1]` (flow matching, chapter 13),
+            embedded as :math:`1000\,t`, instead of an integer diffusion step.
 
-    Forward: ``x (B, C, H, W)``, ``t`` long ``(B,)``, ``y`` long ``(B,)`` in ``0..K`` or ``None``
-    (the null label) → ``(B, C, H, W)``.
+    Forward: ``x (B, C, H, W)``, ``t`` long ``(B,)`` (float with ``continuous_time``), ``y`` long
+    ``(B,)`` in ``0..K`` or ``None`` (the null label) → ``(B, C, H, W)``.
 
     >>> DiffusionUNet(n_classes=10)(torch.zeros(2, 1, 28, 28), torch.tensor([1, 1000]), torch.tensor([3, 10])).shape
     torch.Size([2, 1, 28, 28])
@@ -519,8 +529,10 @@ class DiffusionUNet(nn.Module):
         patch: int = 2,
         image_size: int = 28,
         groups: int = 8,
+        continuous_time: bool = False,
     ):
         super().__init__()
+        self.continuous_time = bool(continuous_time)
         channels = _check_positive_ints("channels", list(channels))
         in_channels, n_res, emb_dim, patch, image_size = _check_positive_ints(
             "in_channels, n_res, emb_dim, patch, image_size", (in_channels, n_res, emb_dim, patch, image_size))
@@ -578,7 +590,7 @@ class DiffusionUNet(nn.Module):
         if not isinstance(x, torch.Tensor) or x.ndim != 4 or tuple(x.shape[1:]) != expected:
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"x must have shape (B, {', '.join(map(str, expected))}), got {got}")
-        emb = self.embedding(_check_t(t, x.shape[0]), y)
+        emb = self.embedding(_check_t(t, x.shape[0], self.continuous_time), y)
         h = nn.functional.pixel_unshuffle(x, self.patch) if self.patch > 1 else x  # (B, C p^2, H/p, W/p)
         h = self.conv_in(h)
         skips, k = [], 0
@@ -609,14 +621,17 @@ class TimeMLP(nn.Module):
         h_0 = W_\text{in} x, \qquad h_{k} = h_{k-1} + W_k\,\mathrm{SiLU}(h_{k-1} + U_k e), \qquad
         \varepsilon_\theta = W_\text{out}\,\mathrm{SiLU}(h_L),
 
-    with :math:`e = \mathrm{MLP}(\text{sinusoidal}(t))`. Forward: ``x (B, D)``, ``t`` long ``(B,)`` → ``(B, D)``.
+    with :math:`e = \mathrm{MLP}(\text{sinusoidal}(t))`. Forward: ``x (B, D)``, ``t`` long ``(B,)`` → ``(B, D)``;
+    with ``continuous_time``, ``t`` is a float ``(B,)`` in :math:`[0, 1]` (a velocity field,
+    chapter 13), embedded as :math:`1000\,t`.
 
     >>> TimeMLP(2)(torch.zeros(5, 2), torch.arange(5)).shape
     torch.Size([5, 2])
     """
 
-    def __init__(self, dim: int = 2, hidden: int = 128, n_layers: int = 3, emb_dim: int = 64):
+    def __init__(self, dim: int = 2, hidden: int = 128, n_layers: int = 3, emb_dim: int = 64, continuous_time: bool = False):
         super().__init__()
+        self.continuous_time = bool(continuous_time)
         dim, hidden, n_layers, emb_dim = _check_positive_ints("dim, hidden, n_layers, emb_dim", (dim, hidden, n_layers, emb_dim))
         if emb_dim % 2:
             raise ValueError(f"emb_dim must be even, got {emb_dim}")
@@ -631,7 +646,7 @@ class TimeMLP(nn.Module):
         if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != self.dim:
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"x must have shape (B, {self.dim}), got {got}")
-        e = self.time_mlp(timestep_embedding(_check_t(t, x.shape[0]), self.emb_dim))
+        e = self.time_mlp(timestep_embedding(_check_t(t, x.shape[0], self.continuous_time), self.emb_dim))
         h = self.inp(x)
         for layer, proj in zip(self.layers, self.emb):
             h = h + layer(nn.functional.silu(h + proj(e)))

@@ -54,6 +54,7 @@ from .models import autoregressive as ar
 from .models import gan
 from .recipes import autoregressive, conditional, dcgan, style, vae, wgan
 from .recipes import diffusion as ddpm
+from .recipes import flow as fm
 
 __all__ = [
     "Samples",
@@ -352,3 +353,25 @@ def _ddpm_entry(n: int, generator: torch.Generator) -> Samples:
     labels = torch.arange(n) % 10
     x = ddpm.sample_mnist(model, sched, labels, w=ddpm.SAMPLER["w"], n_steps=ddpm.SAMPLER["n_steps"], generator=generator)
     return Samples(x, history.seconds, labels)
+
+
+_FM_SAMPLER = f"{fm.SAMPLER['method'].capitalize()} {fm.SAMPLER['n_steps']} steps, guidance w = {fm.SAMPLER['w']:g}"
+
+
+@register("flow matching", chapter="13", value_range="pm1",
+          description=f"chapter 12's class-conditional U-Net trained by conditional flow matching, {_FM_SAMPLER}")
+def _flow_entry(n: int, generator: torch.Generator) -> Samples:
+    model, history = fm.flow_mnist(progress=False)
+    labels = torch.arange(n) % 10
+    return Samples(fm.sample_flow(model, labels, generator=generator), history.seconds, labels)
+
+
+@register("latent flow matching", chapter="13", value_range="pm1",
+          description=f"flow matching on a KL autoencoder's 4x7x7 latents, decoded, {_FM_SAMPLER}")
+def _latent_flow_entry(n: int, generator: torch.Generator) -> Samples:
+    model, ae, scale, history = fm.latent_flow_mnist(progress=False)
+    labels = torch.arange(n) % 10
+    x = fm.sample_latent(model, ae, scale, labels, generator=generator).clamp(-1, 1)
+    ae_seconds = fm.latent_autoencoder(progress=False)[2].seconds  # from the cache: the first stage's time
+    return Samples(x, history.seconds + ae_seconds, labels)
+

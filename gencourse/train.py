@@ -616,7 +616,7 @@ def infogan_g_step(G: nn.Module, D: nn.Module, opt_G: torch.optim.Optimizer, z: 
 # one training step of a diffusion model (chapter 12)
 # ----------------------------------------------------------------------------------------------
 
-__all__ += ["ddpm_train_step"]
+__all__ += ["ddpm_train_step", "flow_train_step"]
 
 
 def ddpm_train_step(
@@ -650,6 +650,51 @@ def ddpm_train_step(
     if y is not None and null_label is not None:
         y = diffusion.drop_labels(y, p_uncond, null_label, generator=generator)
     loss = diffusion.ddpm_loss(model, x0, alpha_bar, y=y, generator=generator)
+    opt.zero_grad()
+    loss.backward()
+    if lr is not None:
+        for group in opt.param_groups:
+            group["lr"] = lr
+    opt.step()
+    if ema is not None:
+        ema.update(model)
+    return {"loss": loss.item()}
+
+
+def flow_train_step(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    x1: torch.Tensor,
+    *,
+    y: torch.Tensor | None = None,
+    p_uncond: float = 0.0,
+    null_label: int | None = None,
+    coupling: str = "independent",
+    lr: float | None = None,
+    ema: EMA | None = None,
+    generator: torch.Generator | None = None,
+) -> dict:
+    r"""One update of a velocity network by conditional flow matching (chapter 13):
+
+    .. math:: \mathcal L = \frac1B \sum_b \big\|v_\theta\big((1 - t_b)\,x_{0,b} + t_b\,x_{1,b},\ t_b,\ y_b\big)
+              - (x_{1,b} - x_{0,b})\big\|^2 / D, \qquad t_b \sim \mathcal U[0, 1),\ x_{0,b} \sim \mathcal N(0, I)
+
+    In this order, with ``generator``: the labels dropped to :math:`\varnothing` with probability
+    ``p_uncond`` (as :func:`ddpm_train_step`), :math:`t`, then :math:`x_0`; with
+    ``coupling="ot"`` the noise batch is reordered by :func:`gencourse.flow.ot_pairs` (minibatch OT).
+    Then :func:`gencourse.flow.cfm_loss`, backward, ``lr``, ``opt.step()`` and ``ema.update``.
+    ``x1`` ``(B, ...)`` data. Returns ``{"loss": float}``.
+    """
+    from . import flow
+
+    checks.one_of(coupling, ("independent", "ot"), "coupling")
+    if y is not None and null_label is not None:
+        y = diffusion.drop_labels(y, p_uncond, null_label, generator=generator)
+    t = flow.sample_time(x1.shape[0], generator, x1.device)
+    x0 = torch.randn(x1.shape, generator=generator, device=generator.device if generator is not None else None).to(x1.device)
+    if coupling == "ot":
+        x0 = flow.ot_pairs(x0, x1)
+    loss = flow.cfm_loss(model, x1, y=y, x0=x0, t=t)
     opt.zero_grad()
     loss.backward()
     if lr is not None:

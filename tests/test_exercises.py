@@ -12,7 +12,7 @@ SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
 #: Solutions with "train and reach a target" exercises: graded once, below, under the ``cpu`` profile,
 #: where the hidden tests enforce the targets (under ``smoke`` they only check that training ran).
 GRADED_UNDER_CPU = {"00_generative_models", "01_divergences", "02_optimal_transport", "03_autoencoders", "04_vae", "05_autoregressive",
-                    "06_gans", "07_dcgan", "08_wgan", "09_conditional_gans", "10_translation", "11_style", "12_diffusion",
+                    "06_gans", "07_dcgan", "08_wgan", "09_conditional_gans", "10_translation", "11_style", "12_diffusion", "13_flow_matching",
                     "14_evaluation"}
 
 

@@ -165,6 +165,14 @@ ALLOWED: dict[str, dict[str, str]] = {
         "the 1": "the 1 % tails trimmed from the path lengths, as in the paper (a setting)",
         "1 %": "same",
     },
+    "13_flow_matching": {
+        "0.1": "times t of the figures and tables (settings)",
+        "0.5": "time t of a figure; guidance scale w of the samplers (settings)",
+        "0.9": "time t of the figures (a setting)",
+        "0.2": "label dropout probability p_uncond; time t of the continuity check (settings)",
+        "4 times": "28 x 28 to 4 x 7 x 7 is 784 to 196 numbers (arithmetic of the architecture)",
+        "64 times": "8 x 8 downsampling: 64 times fewer positions (arithmetic of Stable Diffusion's autoencoder)",
+    },
     "12_diffusion": {
         "0.02": "beta_T of the linear schedule (a setting)",
         "0.008": "the cosine schedule's offset s (a setting)",

@@ -21,7 +21,7 @@ from gencourse.data import images
 from gencourse.metrics import features
 from gencourse.models import conditional as cond
 from gencourse.models import gan
-from gencourse.recipes import conditional, dcgan, diffusion, style, translation, vae, wgan
+from gencourse.recipes import conditional, dcgan, diffusion, flow, style, translation, vae, wgan
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -275,3 +275,23 @@ def test_translation_gpu_settings_train_and_translate(gpu_mirror, monkeypatch, v
         y = translation.translate(G, x)
         assert y.shape == (6, c_out, side, side) and y.dtype == torch.float32 and y.device.type == "cpu"
         assert torch.isfinite(y).all() and y.min() >= -1 and y.max() <= 1 and y.std() > 0
+
+
+# ------------------------------------------------------------------------------------------ flow matching (chapter 13)
+
+
+def test_flow_gpu_settings_train_and_sample(gpu_mirror):
+    cpu, gpu = flow.flow_settings(profile="cpu"), flow.flow_settings()
+    assert _changed_keys(cpu, gpu) == {"channels", "n_res", "steps", "batch_size", "lr", "ema_decay"}
+    model, history = flow.flow_mnist("flow_gpu_test", progress=False, steps=STEPS)
+    assert gpu_mirror == [("train", N_TRAIN)]
+    _check_history(history, ["loss"])
+    labels = torch.tensor([0, 3, model.null_label])
+    x = flow.sample_flow(model, labels, n_steps=2, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (3, 1, 28, 28) and bool(torch.isfinite(x).all())
+    ae = flow.latent_ae_settings(name="latent_ae_gpu_test", steps=STEPS)
+    latent, autoencoder, scale, lhistory = flow.latent_flow_mnist("latent_gpu_test", progress=False, steps=STEPS, autoencoder=ae)
+    _check_history(lhistory, ["loss"])
+    assert latent.in_channels == 4 and latent.image_size == 7 and scale > 0
+    x = flow.sample_latent(latent, autoencoder, scale, labels, n_steps=2, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (3, 1, 28, 28) and bool(torch.isfinite(x).all())

@@ -40,8 +40,8 @@ def test_register_replace_and_unknown_names():
 
 def test_the_chapters_models_are_registered_from_their_recipes():
     entries = {e.name: e for e in scoreboard.entries()}
-    assert {name: entries[name].chapter for name in ("VAE", "CVAE", "DCGAN", "DDPM + CFG")} == {
-        "VAE": "04", "CVAE": "04", "DCGAN": "07", "DDPM + CFG": "12"}
+    assert {name: entries[name].chapter for name in ("VAE", "CVAE", "DCGAN", "DDPM + CFG", "flow matching", "latent flow matching")} == {
+        "VAE": "04", "CVAE": "04", "DCGAN": "07", "DDPM + CFG": "12", "flow matching": "13", "latent flow matching": "13"}
 
 
 

@@ -48,6 +48,7 @@ __all__ = [
     "interpolate",
     "gaussian_grid",
     "LinearGaussian",
+    "LatentAutoencoder",
 ]
 
 
@@ -509,3 +510,71 @@ class LinearGaussian:
         trace = (logvar.exp() * (self.W**2).sum(0)).sum(1)  # tr(W diag(s^2) W^T)
         expected_log_lik = -0.5 * self.D * math.log(2 * math.pi * self.sigma2) - ((resid**2).sum(1) + trace) / (2 * self.sigma2)
         return expected_log_lik - losses.kl_gaussians(m, logvar)
+
+
+# ----------------------------------------------------------------------------------------------
+# A KL-regularised autoencoder with a spatial latent, for latent flow matching (chapter 13)
+# ----------------------------------------------------------------------------------------------
+
+
+class LatentAutoencoder(nn.Module):
+    r"""The first stage of latent diffusion (Rombach et al., 2022, section 3): a fully convolutional
+    autoencoder from images :math:`x \in [-1, 1]^{1 \times 28 \times 28}` to a spatial latent
+    :math:`z \in \mathbb R^{c \times 7 \times 7}` (``latent_channels`` :math:`c`; 4 gives
+    196 numbers, 4 times fewer than pixels), with a small KL term towards :math:`\mathcal N(0, I)`
+    that keeps the latents from drifting to arbitrary scales (the "KL-reg" variant of the paper):
+
+    .. math:: \mathcal L = \frac{1}{784}\,\|x - D(z)\|^2 + \beta\,\frac{1}{7 \cdot 7 c}\,
+              \mathrm{KL}\big(\mathcal N(\mu, \operatorname{diag}\sigma^2)\,\|\,\mathcal N(0, I)\big),
+              \qquad z = \mu + \sigma \odot \varepsilon .
+
+    Encoder: 3×3 convolutions at 28, 14 and 7 pixels (stride-2 4×4 convolutions between), SiLU, and a
+    3×3 convolution to :math:`(\mu, \log\sigma^2)`; the decoder mirrors it with transposed
+    convolutions, with no output non-linearity (a tanh saturates at the background value −1 and
+    the training stalls there; clamp to :math:`[-1, 1]` to display). No normalisation layers.
+
+    Args:
+        latent_channels: :math:`c`.
+        widths: channels at 28 and at 14/7 pixels.
+    """
+
+    def __init__(self, latent_channels: int = 4, widths: Sequence[int] = (32, 64)):
+        super().__init__()
+        if not isinstance(latent_channels, int) or latent_channels < 1:
+            raise ValueError(f"latent_channels must be a positive int, got {latent_channels!r}")
+        widths = tuple(widths)
+        if len(widths) != 2 or not all(isinstance(w, int) and w > 0 for w in widths):
+            raise ValueError(f"widths must be two positive ints, got {widths!r}")
+        a, b = widths
+        self.latent_channels, self.latent_shape = latent_channels, (latent_channels, 7, 7)
+        act = nn.SiLU
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, a, 3, padding=1), act(), nn.Conv2d(a, b, 4, 2, 1), act(),  # 28 -> 14
+            nn.Conv2d(b, b, 3, padding=1), act(), nn.Conv2d(b, b, 4, 2, 1), act(),  # 14 -> 7
+            nn.Conv2d(b, b, 3, padding=1), act(), nn.Conv2d(b, 2 * latent_channels, 3, padding=1),
+        )
+        self.decoder = nn.Sequential(
+            nn.Conv2d(latent_channels, b, 3, padding=1), act(), nn.Conv2d(b, b, 3, padding=1), act(),
+            nn.ConvTranspose2d(b, b, 4, 2, 1), act(), nn.Conv2d(b, b, 3, padding=1), act(),  # 7 -> 14
+            nn.ConvTranspose2d(b, a, 4, 2, 1), act(), nn.Conv2d(a, 1, 3, padding=1),  # 14 -> 28
+        )
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r""":math:`(\mu, \log\sigma^2)` of images ``(B, 1, 28, 28)`` in :math:`[-1, 1]`, each ``(B, c, 7, 7)``."""
+        x = checks.image_batch(x, (1, 28, 28))
+        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        return mu, logvar.clamp(-30.0, 20.0)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        r"""Images :math:`D(z)` (about :math:`[-1, 1]`, not clamped), ``(B, 1, 28, 28)``, of latents ``(B, c, 7, 7)``."""
+        return self.decoder(checks.image_batch(z, self.latent_shape, "z"))
+
+    def loss(self, x: torch.Tensor, beta: float, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+        r"""The loss above on a batch (``generator`` draws :math:`\varepsilon`); returns
+        ``(loss, {"mse": ..., "kl": ...})`` with the two terms as floats (per pixel, per latent entry)."""
+        mu, logvar = self.encode(x)
+        eps = torch.randn(mu.shape, generator=generator, device=generator.device if generator is not None else None).to(mu.device)
+        z = mu + (0.5 * logvar).exp() * eps
+        mse = (self.decode(z) - x).pow(2).mean()
+        kl = 0.5 * (mu**2 + logvar.exp() - 1.0 - logvar).mean()
+        return mse + beta * kl, {"mse": mse.item(), "kl": kl.item()}
