@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 #: Adam steps of the pixel-space model per profile.
-FLOW_STEPS = {"smoke": 8, "cpu": 2_000, "gpu": 20_000}
+FLOW_STEPS = {"smoke": 8, "cpu": 3_000, "gpu": 20_000}
 
 #: The sampler of the chapter's reported samples: Heun, 5 steps (10 network evaluations), guidance w = 0.5.
 SAMPLER = {"method": "heun", "n_steps": 5, "w": 0.5}
