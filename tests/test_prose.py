@@ -172,6 +172,8 @@ ALLOWED: dict[str, dict[str, str]] = {
         "0.2": "label dropout probability p_uncond; time t of the continuity check (settings)",
         "4 times": "28 x 28 to 4 x 7 x 7 is 784 to 196 numbers (arithmetic of the architecture)",
         "64 times": "8 x 8 downsampling: 64 times fewer positions (arithmetic of Stable Diffusion's autoencoder)",
+        "0.25": "the bounds s < 0.25 and s > 0.75 of the DDIM-grid count (settings of the sentence)",
+        "0.75": "same",
     },
     "12_diffusion": {
         "0.02": "beta_T of the linear schedule (a setting)",
