@@ -93,6 +93,14 @@ def version(package: str) -> str:
         return "not installed"
 
 
+def _train_record(model, losses: list, steps: int, B: int, n_train: int, used: float, wall: float) -> dict:
+    """The training facts both models report (``wall``: ``time.perf_counter()`` at the start)."""
+    last = losses[-100:]
+    return {"steps": steps, "epochs": steps * B / n_train, "batch_size": B, "cpu_seconds": used, "n_train": n_train,
+            "wall_seconds": time.perf_counter() - wall, "loss_last100": sum(last) / len(last), "loss_steps": len(last),
+            "parameters": sum(p.numel() for p in model.parameters()), "sec_per_step": used / steps}
+
+
 def lr_over_budget(step: int, used: float, budget: float, warmup: int) -> float:
     """:func:`gencourse.train.lr_cosine` at ``step`` of an estimated total: the steps that fit in the CPU
     budget at the CPU time per step so far (the warm-up does not need the estimate)."""
@@ -131,10 +139,7 @@ def train_ours(budget: float, seed: int) -> dict:
         losses.append(out["loss"])
         steps += 1
         used = time.process_time() - start
-    last = losses[-100:]
-    rec = {"steps": steps, "epochs": steps * B / len(x), "batch_size": B, "cpu_seconds": used, "n_train": len(x),
-           "wall_seconds": time.perf_counter() - wall, "loss_last100": sum(last) / len(last), "loss_steps": len(last),
-           "parameters": sum(p.numel() for p in model.parameters()), "sec_per_step": used / steps}
+    rec = _train_record(model, losses, steps, B, len(x), used, wall)
     return {"train": rec, "settings": settings, "state": ema.module.state_dict()}
 
 
@@ -166,10 +171,7 @@ def train_theirs(budget: float, seed: int) -> dict:
         losses.append(loss.item())
         steps += 1
         used = time.process_time() - start
-    last = losses[-100:]
-    rec = {"steps": steps, "epochs": steps * B / len(x), "batch_size": B, "cpu_seconds": used, "n_train": len(x),
-           "wall_seconds": time.perf_counter() - wall, "loss_last100": sum(last) / len(last), "loss_steps": len(last),
-           "parameters": sum(p.numel() for p in model.parameters()), "sec_per_step": used / steps}
+    rec = _train_record(model, losses, steps, B, len(x), used, wall)
     return {"train": rec, "state": model.state_dict()}
 
 

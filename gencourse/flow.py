@@ -292,6 +292,7 @@ def diffusion_velocity(eps_model: Callable, alpha_bar: torch.Tensor, **model_kwa
     table = diffusion_time(alpha_bar).double().cpu()  # decreasing in the step index
     T = len(table) - 1
     rev = table.flip(0)  # increasing: rev[j] = s at step T - j
+    steps, a_table = np.arange(T + 1.0), alpha_bar.double().cpu().numpy()
 
     def v(z: torch.Tensor, s) -> torch.Tensor:
         s = _as_time(s, z, "s")
@@ -303,7 +304,7 @@ def diffusion_velocity(eps_model: Callable, alpha_bar: torch.Tensor, **model_kwa
         tau = torch.where((tau - near).abs() < 1e-3, near, tau)  # a grid time given in float32
         lo, hi = tau.floor().long(), tau.ceil().long()
         frac = (tau - lo.double()).to(z.dtype).to(z.device)
-        a_tau = torch.from_numpy(np.interp(tau.numpy(), np.arange(T + 1.0), alpha_bar.double().cpu().numpy()))
+        a_tau = torch.from_numpy(np.interp(tau.numpy(), steps, a_table))
         scale = (a_tau.sqrt() + (1 - a_tau).sqrt()).to(z.dtype).to(z.device)
         x = z * _bcast(scale, z)
         eps = eps_model(x, lo.to(z.device), **model_kwargs)

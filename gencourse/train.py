@@ -619,6 +619,20 @@ def infogan_g_step(G: nn.Module, D: nn.Module, opt_G: torch.optim.Optimizer, z: 
 __all__ += ["ddpm_train_step", "flow_train_step"]
 
 
+def _update(model: nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor, lr: float | None, ema: EMA | None) -> dict:
+    """The end of a diffusion or flow step: backward, the learning rate set to ``lr`` (when given),
+    ``opt.step()``, ``ema.update(model)`` (when given). Returns ``{"loss": float}``."""
+    opt.zero_grad()
+    loss.backward()
+    if lr is not None:
+        for group in opt.param_groups:
+            group["lr"] = lr
+    opt.step()
+    if ema is not None:
+        ema.update(model)
+    return {"loss": loss.item()}
+
+
 def ddpm_train_step(
     model: nn.Module,
     opt: torch.optim.Optimizer,
@@ -650,15 +664,7 @@ def ddpm_train_step(
     if y is not None and null_label is not None:
         y = diffusion.drop_labels(y, p_uncond, null_label, generator=generator)
     loss = diffusion.ddpm_loss(model, x0, alpha_bar, y=y, generator=generator)
-    opt.zero_grad()
-    loss.backward()
-    if lr is not None:
-        for group in opt.param_groups:
-            group["lr"] = lr
-    opt.step()
-    if ema is not None:
-        ema.update(model)
-    return {"loss": loss.item()}
+    return _update(model, opt, loss, lr, ema)
 
 
 def flow_train_step(
@@ -695,15 +701,7 @@ def flow_train_step(
     if coupling == "ot":
         x0 = flow.ot_pairs(x0, x1)
     loss = flow.cfm_loss(model, x1, y=y, x0=x0, t=t)
-    opt.zero_grad()
-    loss.backward()
-    if lr is not None:
-        for group in opt.param_groups:
-            group["lr"] = lr
-    opt.step()
-    if ema is not None:
-        ema.update(model)
-    return {"loss": loss.item()}
+    return _update(model, opt, loss, lr, ema)
 
 
 # ----------------------------------------------------------------------------------------------

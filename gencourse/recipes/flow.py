@@ -23,6 +23,7 @@ import torch
 from .. import config, data, diffusion, flow, train
 from ..models.autoencoder import LatentAutoencoder
 from ..nn import DiffusionUNet
+from .diffusion import ddpm_settings
 
 __all__ = [
     "FLOW_STEPS",
@@ -59,27 +60,17 @@ def _settings(defaults: dict, overrides: dict, what: str) -> dict:
 
 def flow_settings(name: str = "flow_cfg", *, profile: str | None = None, **overrides) -> dict:
     r"""Settings of the pixel-space model: chapter 12's (:func:`gencourse.recipes.diffusion.ddpm_settings`)
-    without ``schedule`` and ``T``, with ``steps`` from :data:`FLOW_STEPS` and ``coupling``
-    (``"independent"`` or ``"ot"``, minibatch OT). ``overrides`` replace single keys."""
-    b = lambda **kw: config.budget(profile=profile, **kw)  # noqa: E731
-    return _settings({
-        "name": name,
-        "channels": b(smoke=[32, 64], cpu=[32, 64], gpu=[64, 128]),
-        "n_res": b(smoke=1, cpu=1, gpu=2),
-        "emb_dim": 128,
-        "patch": 2,
+    without ``schedule`` and ``T``, with ``image`` (the shape the model generates), ``steps`` from
+    :data:`FLOW_STEPS` and ``coupling`` (``"independent"`` or ``"ot"``, minibatch OT). ``overrides``
+    replace single keys."""
+    settings = ddpm_settings(name, profile=profile)
+    del settings["schedule"], settings["T"]
+    settings.update({
         "image": [1, 28, 28],
-        "n_classes": 10,
-        "p_uncond": 0.2,
         "coupling": "independent",
-        "steps": b(**FLOW_STEPS),
-        "batch_size": b(smoke=16, cpu=32, gpu=128),
-        "lr": b(smoke=2e-3, cpu=2e-3, gpu=1e-3),
-        "warmup": 100,
-        "ema_decay": b(smoke=0.995, cpu=0.995, gpu=0.9995),
-        "seed": 0,
-        "data": "mnist-train-pm1",
-    }, overrides, "flow")
+        "steps": config.budget(profile=profile, **FLOW_STEPS),
+    })
+    return _settings(settings, overrides, "flow")
 
 
 def latent_ae_settings(name: str = "latent_ae", *, profile: str | None = None, **overrides) -> dict:
