@@ -134,7 +134,42 @@ def exact_ring_eps(x_t, t):
     return (-(1 - ab).sqrt() * score).float().view(x_t.shape)
 
 
+def exact_eps_of(a_of_t, c_of_t):
+    """E[eps | x_t] for x_t = a_t x0 + c_t eps on the ring: -c_t * score (Tweedie), the best a network
+    trained on that forward process can learn."""
+
+    def eps_model(x_t, t):
+        a, c = a_of_t(t).double().view(-1, 1), c_of_t(t).double().view(-1, 1)
+        with torch.enable_grad():
+            x = x_t.reshape(len(x_t), 2).double().requires_grad_(True)
+            var = a**2 * 0.05**2 + c**2
+            sq = ((x[:, None, :] - a[:, :, None] * RING.double()[None]) ** 2).sum(2)
+            (score,) = torch.autograd.grad(torch.logsumexp(-sq / (2 * var), dim=1).sum(), x)
+        return (-c * score).float().view(x_t.shape)
+
+    return eps_model
+
+
 DOWN = [1.0 / (1 + i) for i in range(30)]
+
+
+@pytest.mark.parametrize(
+    "what, a_of_t, c_of_t",
+    [
+        ("alpha_t in place of alpha_bar_t", lambda t: TOY.alpha[t].sqrt(), lambda t: (1 - TOY.alpha[t]).sqrt()),
+        ("q_sample without its square roots", lambda t: TOY.alpha_bar[t], lambda t: 1 - TOY.alpha_bar[t]),
+    ],
+)
+def test_toy_ddpm_rejects_a_network_of_another_forward_process(what, a_of_t, c_of_t, monkeypatch):
+    """The best network a loop with the mistake can train fails the held-out error under the true
+    process, even where its samples land on the ring (alpha_t: every sample within 0.3 of a mode)."""
+    monkeypatch.setenv("GENCOURSE_PROFILE", "cpu")
+    with pytest.raises(AssertionError, match="held-out noise-prediction error"):
+        check("diffusion.toy_ddpm", exact_eps_of(a_of_t, c_of_t), DOWN)
+    from gencourse.grading.diffusion import TOY_TARGET_MSE, toy_outcome
+
+    right = toy_outcome(exact_ring_eps, seed=0)["heldout_mse"]
+    assert right < TOY_TARGET_MSE - 0.05, right  # the exact predictor of the true process passes with room
 
 
 def test_toy_ddpm_accepts_the_exact_noise_prediction(monkeypatch, capsys):

@@ -318,36 +318,85 @@ def _optimal_eps(optimal_eps):
     )
 
 
-TOY_TARGET_MODES, TOY_TARGET_HQ = 7, 0.25
+TOY_TARGET_MODES, TOY_TARGET_HQ, TOY_TARGET_MSE = 7, 0.25, 0.30
 
 
-@register("diffusion.toy_ddpm")
-def _toy_ddpm(eps_model, losses):
+def toy_outcome(eps_model, *, n: int = 2000, seed: int = 777) -> dict:
+    """What exercise 12.7's hidden test measures of a trained ``eps_model`` on the ring of eight Gaussians
+    (radius 2, std 0.05), with ``T = 100`` and the linear schedule ``beta`` from 1e-3 to 0.2:
+
+    * ``modes`` and ``high_quality``: ``n`` samples of Algorithm 2 written out here (the grader's own loop
+      and noise), the modes holding at least 25 of them within 0.3 (six standard deviations), and the
+      share of samples within 0.3 of a mode;
+    * ``heldout_mse``: the noise-prediction error ``E||eps - eps_theta(x_t, t)||^2`` per coordinate under
+      the true forward process ``x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps``, averaged over
+      every ``t`` in ``1..T`` (100 fresh points each). A network trained on another forward process
+      (``alpha_t`` in place of ``alpha_bar_t``, missing square roots) samples the ring by luck of the
+      sampler at best, but predicts the noise of the true process badly.
+    """
     import math
 
     import torch
 
-    from gencourse import diffusion, metrics
+    from gencourse import diffusion
 
+    sched = diffusion.linear_schedule(T=100, beta_1=1e-3, beta_T=0.2)
+    beta, ab, T = sched.beta, sched.alpha_bar, sched.T
+    means = torch.stack([2 * torch.tensor([math.cos(2 * math.pi * k / 8), math.sin(2 * math.pi * k / 8)]) for k in range(8)])
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 2, 1, 1, generator=g)
+    with torch.no_grad():
+        for t in range(T, 0, -1):
+            e = eps_model(x, torch.full((n,), t, dtype=torch.long))
+            expect(isinstance(e, torch.Tensor) and tuple(e.shape) == (n, 2, 1, 1),
+                   f"eps_model(x_t, t) must return a tensor of shape ({n}, 2, 1, 1), got {tuple(getattr(e, 'shape', ()))}")
+            x = (x - beta[t] / (1 - ab[t]).sqrt() * e) / (1 - beta[t]).sqrt()
+            if t > 1:
+                x = x + beta[t].sqrt() * torch.randn(n, 2, 1, 1, generator=g)
+        expect(bool(torch.isfinite(x).all()), "the samples of Algorithm 2 with your eps_model are not finite")
+        dmin, k = torch.cdist(x.flatten(1).double(), means.double()).min(1)
+        good = dmin <= 0.3
+        modes = int((torch.bincount(k[good], minlength=8) >= 25).sum())
+        per_t = 100
+        t = torch.arange(1, T + 1).repeat_interleave(per_t)
+        k0 = torch.randint(0, 8, (len(t),), generator=g)
+        x0 = (means[k0] + 0.05 * torch.randn(len(t), 2, generator=g)).view(-1, 2, 1, 1)
+        eps = torch.randn(x0.shape, generator=g)
+        a = ab[t].view(-1, 1, 1, 1)
+        e = eps_model(a.sqrt() * x0 + (1 - a).sqrt() * eps, t)
+        mse = float(((eps - e) ** 2).mean())
+    return {"modes": modes, "high_quality": round(good.double().mean().item(), 4),
+            "radius": round(x.flatten(1).norm(dim=1).mean().item(), 3), "heldout_mse": round(mse, 4)}
+
+
+def toy_passes(out: dict) -> bool:
+    """Whether :func:`toy_outcome`'s measures meet exercise 12.7's target."""
+    return out["modes"] >= TOY_TARGET_MODES and out["high_quality"] >= TOY_TARGET_HQ and out["heldout_mse"] <= TOY_TARGET_MSE
+
+
+
+@register("diffusion.toy_ddpm")
+def _toy_ddpm(eps_model, losses):
     from ._training import expect_losses_went_down, expect_target
 
     expect_losses_went_down(losses)
-    sched = diffusion.linear_schedule(T=100, beta_1=1e-3, beta_T=0.2)
-    x = diffusion.ddpm_sample(eps_model, (2000, 2, 1, 1), sched, generator=torch.Generator().manual_seed(0))
-    expect(bool(torch.isfinite(x).all()), "the samples of Algorithm 2 with your eps_model are not finite")
-    means = torch.stack([2 * torch.tensor([math.cos(2 * math.pi * k / 8), math.sin(2 * math.pi * k / 8)]) for k in range(8)])
-    x = x.flatten(1)
-    cov = metrics.mode_coverage(x, means, std=0.05, n_std=6)
-    radius = x.norm(dim=1).mean().item()
+    out = toy_outcome(eps_model, seed=0)
     hint = (
-        f"the samples lie at mean radius {radius:.2f} (the ring's is 2): build x_t with alpha_bar[t] (not alpha[t]), "
+        f"the samples lie at mean radius {out['radius']:.2f} (the ring's is 2): build x_t with alpha_bar[t] (not alpha[t]), "
         "with the square roots, predict the noise eps (not x0), and draw t from 1..T"
     )
     expect_target(
-        cov["modes"],
+        out["modes"],
         TOY_TARGET_MODES - 1,
-        what=f"modes captured (of 8; {cov['high_quality']:.0%} of the samples within 0.3 of a mode)",
+        what=f"modes captured (of 8; {out['high_quality']:.0%} of the samples within 0.3 of a mode)",
         below=False,
         hint=hint,
     )
-    expect_target(cov["high_quality"], TOY_TARGET_HQ, what="fraction of the samples within 0.3 of a mode", below=False, hint=hint)
+    expect_target(out["high_quality"], TOY_TARGET_HQ, what="fraction of the samples within 0.3 of a mode", below=False, hint=hint)
+    expect_target(
+        out["heldout_mse"],
+        TOY_TARGET_MSE,
+        what="held-out noise-prediction error E||eps - eps_theta(x_t, t)||^2 under the true forward process",
+        hint="the network must learn the noise of x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps at every t in 1..T: "
+        "train with alpha_bar (not alpha) and with both square roots",
+    )
