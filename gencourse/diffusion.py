@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from . import checks
+from . import checks, distributed
 
 __all__ = [
     "Schedule",
@@ -223,7 +223,7 @@ def _randn(shape, generator: torch.Generator | None, device) -> torch.Tensor:
     """Standard normal noise drawn on the generator's device, then moved to ``device`` (so that a
     CPU generator gives the same numbers whatever the device of the model)."""
     gen_device = generator.device if generator is not None else device
-    return torch.randn(shape, generator=generator, device=gen_device).to(device)
+    return distributed.randn(shape, generator=generator, device=gen_device).to(device)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -317,7 +317,7 @@ def sample_t(B: int, T: int, generator: torch.Generator | None = None, device=No
     r"""``B`` time steps :math:`t \sim \mathcal U\{1, \dots, T\}`, a long tensor ``(B,)``."""
     T = _check_T(T)
     gen_device = generator.device if generator is not None else (device or "cpu")
-    return torch.randint(1, T + 1, (B,), generator=generator, device=gen_device).to(device or gen_device)
+    return distributed.randint(1, T + 1, (B,), generator=generator, device=gen_device).to(device or gen_device)
 
 
 def ddpm_loss(
@@ -385,7 +385,7 @@ def drop_labels(
     if not 0.0 <= p_uncond <= 1.0:
         raise ValueError(f"p_uncond must lie in [0, 1], got {p_uncond!r}")
     gen_device = generator.device if generator is not None else y.device
-    drop = (torch.rand(y.shape[0], generator=generator, device=gen_device) < p_uncond).to(y.device)
+    drop = (distributed.rand((y.shape[0],), generator=generator, device=gen_device) < p_uncond).to(y.device)
     return torch.where(drop, torch.full_like(y, null_label), y)
 
 

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import checks
+from . import checks, distributed
 
 __all__ = [
     "linear_path",
@@ -99,7 +99,7 @@ def conditional_velocity(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
 def sample_time(B: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
     r""":math:`t \sim \mathcal U[0, 1)`, ``(B,)`` float32 (drawn on the generator's device, then moved)."""
     B = checks.positive_int(B, "B")
-    return torch.rand(B, generator=generator, device=generator.device if generator is not None else None).to(device)
+    return distributed.rand((B,), generator=generator, device=generator.device if generator is not None else None).to(device)
 
 
 def cfm_loss(
@@ -135,7 +135,7 @@ def cfm_loss(
     if t is None:
         t = sample_time(x1.shape[0], generator, x1.device)
     if x0 is None:
-        x0 = torch.randn(x1.shape, generator=generator, device=generator.device if generator is not None else None).to(x1.device)
+        x0 = distributed.randn(x1.shape, generator=generator, device=generator.device if generator is not None else None).to(x1.device)
     x_t = linear_path(x0, x1, t)
     v = v_model(x_t, t) if y is None else v_model(x_t, t, y)
     return F.mse_loss(v, conditional_velocity(x0, x1))

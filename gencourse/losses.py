@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import distributed
 from .divergences import kl_gaussians
 
 __all__ = [
@@ -407,7 +408,7 @@ def gradient_penalty(
     bshape = (B,) + (1,) * (x_real.ndim - 1)
     if u is None:
         device = generator.device if generator is not None else x_real.device
-        u = torch.rand(B, generator=generator, dtype=x_real.dtype, device=device).to(x_real.device)
+        u = distributed.rand((B,), generator=generator, dtype=x_real.dtype, device=device).to(x_real.device)
     if u.numel() != B or u.shape[0] != B:
         raise ValueError(f"u must hold one number per sample, shape ({B},) or {bshape}, got {tuple(u.shape)}")
     u = u.reshape(bshape)

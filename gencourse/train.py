@@ -11,9 +11,13 @@ call :func:`fit` with a one-step function::
 
     history = gc.train.fit(step, loader, steps=gc.config.budget(smoke=20, cpu=2_000, gpu=20_000))
 
-Nothing here holds global state, so the same step functions run under ``torchrun`` with
-DistributedDataParallel (wrap the model, use a ``DistributedSampler``): every rank trains, and
-:func:`load_or_train` saves only on rank 0.
+The same recipes and step functions run under ``torchrun`` with DistributedDataParallel
+(:mod:`gencourse.distributed`: each rank draws its slice of the global batch, only the network a
+step updates runs through its wrapper, :func:`fit` averages the recorded losses over the ranks,
+:func:`load_or_train` writes on rank 0 only). From the command line (:mod:`gencourse.cli`)::
+
+    python -m gencourse.train dcgan --profile gpu
+    torchrun --nproc_per_node=2 -m gencourse.train ddpm
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import torch
 from torch import nn
 from tqdm.std import tqdm  # plain text on stderr: the rendered book drops it, Jupyter shows it
 
-from . import checks, config, diffusion, losses
+from . import checks, config, diffusion, distributed, losses
 
 __all__ = ["History", "cycle", "fit", "EMA", "load_or_train", "last_run_info", "checkpoint_path", "lr_cosine", "vae_step"]
 
@@ -111,11 +115,14 @@ def fit(
         raise ValueError(f"steps must be a positive int, got {steps!r}")
     history = History()
     start = time.perf_counter()
-    bar = tqdm(total=steps, desc=desc, disable=not progress, file=sys.stderr, mininterval=1.0, leave=False)
+    main = distributed.is_main()  # under torchrun only rank 0 reports
+    bar = tqdm(total=steps, desc=desc, disable=not (progress and main), file=sys.stderr, mininterval=1.0, leave=False)
     source = cycle(batches) if batches is not None else iter(range(1, steps + 1))
     for i, batch in zip(range(1, steps + 1), source):
-        out = step(batch)
+        with distributed.sharded_draws():  # under N processes each rank draws its slice of the global batch
+            out = step(batch)
         values = {"loss": out} if not isinstance(out, Mapping) else out
+        values = distributed.mean_over_ranks(values)  # under torchrun: the global batch's losses
         history.append(values)
         if i % 50 == 0 or i == steps:
             bar.set_postfix({k: f"{float(v):.4g}" for k, v in values.items()}, refresh=False)
@@ -125,7 +132,9 @@ def fit(
     bar.close()
     history.seconds = time.perf_counter() - start
     summary = ", ".join(f"{k} {history.last(k, max(1, steps // 20)):.4g}" for k in history.losses)
-    print(f"{desc}: {steps} steps in {history.seconds:.1f} s ({summary})")
+    if main:
+        ranks = f" on {distributed.world_size()} processes" if distributed.world_size() > 1 else ""
+        print(f"{desc}: {steps} steps in {history.seconds:.1f} s{ranks} ({summary})")
     return history
 
 
@@ -141,6 +150,7 @@ class EMA:
     """
 
     def __init__(self, model: nn.Module, decay: float = 0.999, warmup: bool = True):
+        model = distributed.unwrap(model)
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"decay must be in [0, 1), got {decay}")
         self.decay = decay
@@ -155,6 +165,7 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
+        model = distributed.unwrap(model)  # the average is of the module, not of its DDP wrapper
         d = self.current_decay()
         for p_ema, p in zip(self.module.parameters(), model.parameters()):
             p_ema.lerp_(p.detach(), 1.0 - d)
@@ -205,8 +216,7 @@ def _as_modules(models) -> dict:
 
 def _is_saving_process() -> bool:
     """False on the ranks other than 0 of an initialised ``torch.distributed`` process group."""
-    dist = torch.distributed
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+    return distributed.is_main()
 
 
 def _run_message(name: str, run: Mapping) -> str:
@@ -214,6 +224,7 @@ def _run_message(name: str, run: Mapping) -> str:
     how = f" under {run['profile']}" if run.get("profile") else ""
     threads = run.get("threads")
     how += f", {threads} CPU thread{'s' if threads != 1 else ''}" if threads else ""
+    how += f", {run['processes']} processes" if (run.get("processes") or 1) > 1 else ""
     took = f"trained in {run['train_seconds']:.0f} s" if run.get("train_seconds") is not None else "training time unknown"
     if run["trained"]:
         return f"{name}: {took}{how}"
@@ -294,17 +305,20 @@ def load_or_train(
         if not isinstance(history, History):
             raise ValueError(f"train() must return a gencourse.train.History, got {type(history).__name__}")
         run = {"train_seconds": history.seconds, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-               "profile": config.profile(), "threads": torch.get_num_threads(), "device": str(config.device())}
+               "profile": config.profile(), "threads": torch.get_num_threads(), "device": str(config.device()),
+               "processes": distributed.world_size()}
         if _is_saving_process():
-            state = {"modules": {k: m.state_dict() for k, m in modules.items()}, "history": history.to_dict(), "run": run}
+            state = {"modules": {k: distributed.unwrap(m).state_dict() for k, m in modules.items()},
+                     "history": history.to_dict(), "run": run}
             tmp = path.with_suffix(f".tmp{os.getpid()}")
             torch.save(state, tmp)
             os.replace(tmp, path)
+        distributed.barrier()  # the other ranks go on once the checkpoint is written
         run = {**run, "trained": True, "path": str(path)}
     run["message"] = _run_message(name, run)
     history.run = run
     _LAST_RUN[name] = _LAST_RUN[""] = run
-    if verbose:
+    if verbose and distributed.is_main():
         print(run["message"])
     return history
 
@@ -323,7 +337,7 @@ def lr_cosine(step: int, total: int, warmup: int = 0) -> float:
 
 
 def vae_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor | None = None,
-             *, beta: float = 1.0, generator: torch.Generator | None = None) -> dict:
+             *, beta: float = 1.0, generator: torch.Generator | None = None, loss_terms: Callable | None = None) -> dict:
     r"""One update of a (β-, conditional) VAE (chapter 04): minimise the negative ELBO.
 
     .. math:: \mathcal L = \frac1B \sum_b \big[-\log p_\theta(x_b \mid z_b) + \beta\,\mathrm{KL}(q_\phi(z\mid x_b)\,\|\,p(z))\big]
@@ -331,8 +345,10 @@ def vae_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: t
     ``model`` has ``loss_terms(x, y, beta=, generator=)`` (:class:`gencourse.models.autoencoder.VAE`);
     ``x`` ``(B, 1, 28, 28)`` in [0, 1], ``y`` ``(B,)`` labels for a conditional VAE. Returns floats
     per image in nats: ``loss``, ``rec`` (:math:`-\log p(x\mid z)`), ``kl`` and ``elbo`` (= -rec - kl).
+    Under ``torchrun``, ``loss_terms=gencourse.distributed.wrap_method(model, "loss_terms")`` runs the
+    loss through DistributedDataParallel (default: ``model.loss_terms``).
     """
-    terms = model.loss_terms(x, y, beta=beta, generator=generator)
+    terms = (loss_terms or model.loss_terms)(x, y, beta=beta, generator=generator)
     opt.zero_grad(set_to_none=True)
     terms["loss"].backward()
     opt.step()
@@ -381,6 +397,7 @@ def d_step(G: nn.Module, D: nn.Module, opt_D: torch.optim.Optimizer, x_real: tor
     """
     if (y_real is None) != (y_fake is None):
         raise ValueError("a conditional d_step needs both y_real (labels of x_real) and y_fake (labels given to G)")
+    G = distributed.unwrap(G)  # under DDP only the network this step updates runs through its wrapper
     if y_fake is None:
         x_fake = G(z).detach()  # a constant for this step: no gradient flows into G
         d_real, d_fake = D(x_real), D(x_fake)
@@ -409,6 +426,7 @@ def g_step(G: nn.Module, D: nn.Module, opt_G: torch.optim.Optimizer, z: torch.Te
 
     Returns floats: ``loss_G``.
     """
+    D = distributed.unwrap(D)
     with _frozen(D):
         d_fake = D(G(z)) if y is None else D(G(z, y), y)
         loss_G = losses.generator_loss(d_fake, kind)
@@ -442,7 +460,7 @@ def critic_step(G: nn.Module, critic: nn.Module, opt_critic: torch.optim.Optimiz
     :math:`\frac1B\sum f(x) - \frac1B\sum f(\tilde x)` before the step) and ``gp`` (the penalty,
     without :math:`\lambda`; 0 when it is off).
     """
-    x_fake = G(z).detach()  # a constant for this step: no gradient flows into G
+    x_fake = distributed.unwrap(G)(z).detach()  # a constant for this step: no gradient flows into G
     d_real, d_fake = critic(x_real), critic(x_fake)
     loss = losses.wgan_critic_loss(d_real, d_fake)
     gp = losses.gradient_penalty(critic, x_real, x_fake, generator=generator) if lambda_gp else None
@@ -461,6 +479,7 @@ def wgan_g_step(G: nn.Module, critic: nn.Module, opt_G: torch.optim.Optimizer, z
     r"""One update of a WGAN generator (chapter 08): minimise :math:`-\frac1B\sum_b f(G(z_b))`
     (:func:`gencourse.losses.wgan_generator_loss`). The gradient flows through the critic, whose
     parameters are frozen during the step (as in :func:`g_step`). Returns floats: ``loss_G``."""
+    critic = distributed.unwrap(critic)
     with _frozen(critic):
         loss_G = losses.wgan_generator_loss(critic(G(z)))
         opt_G.zero_grad(set_to_none=True)
@@ -548,7 +567,7 @@ def acgan_d_step(G: nn.Module, D: nn.Module, opt_D: torch.optim.Optimizer, x_rea
     ``D`` returns ``(source logits (B,), class logits (B, K))``. Returns floats: ``loss_D``,
     ``D_real``, ``D_fake`` (mean :math:`\sigma` of the source logits), ``acc_real`` (the class
     head's accuracy on real images)."""
-    x_fake = G(z, y_fake).detach()
+    x_fake = distributed.unwrap(G)(z, y_fake).detach()
     src_real, cls_real = D(x_real)
     src_fake, cls_fake = D(x_fake)
     loss = losses.acgan_d_loss(src_real, cls_real, y_real, src_fake, cls_fake, y_fake, lambda_cls)
@@ -564,6 +583,7 @@ def acgan_g_step(G: nn.Module, D: nn.Module, opt_G: torch.optim.Optimizer, z: to
     r"""One update of ACGAN's generator: minimise :func:`gencourse.losses.acgan_g_loss` of
     :math:`G(z, y)` with the labels ``y`` it was given; ``D``'s parameters frozen. Returns floats:
     ``loss_G`` and ``acc_fake`` (the class head's accuracy on the fakes)."""
+    D = distributed.unwrap(D)
     with _frozen(D):
         src, cls = D(G(z, y))
         loss = losses.acgan_g_loss(src, cls, y, lambda_cls)
@@ -584,7 +604,7 @@ def infogan_d_step(G: nn.Module, D: nn.Module, opt_D: torch.optim.Optimizer, x_r
     **generated** batch only, whose codes are known. ``D`` returns ``(d, cat_logits, mu, logvar)``
     (:class:`gencourse.models.conditional.InfoGANDiscriminator`). Returns floats: ``loss_D``,
     ``info`` (:math:`\mathcal L_\text{info}`), ``D_real``, ``D_fake``."""
-    x_fake = G(z, c_cat, c_cont).detach()
+    x_fake = distributed.unwrap(G)(z, c_cat, c_cont).detach()
     d_real = D(x_real)[0]
     d_fake, cat_logits, mu, logvar = D(x_fake)
     info = losses.infogan_info_loss(cat_logits, c_cat, mu, logvar, c_cont, lambda_cont)
@@ -602,6 +622,7 @@ def infogan_g_step(G: nn.Module, D: nn.Module, opt_G: torch.optim.Optimizer, z: 
     :math:`\lambda\,\mathcal L_\text{info}` of :math:`G(z, c)` (so that :math:`G` makes its codes
     recoverable: it **maximises** the mutual-information bound); ``D`` and ``Q`` frozen. Returns
     floats: ``loss_G``, ``info``."""
+    D = distributed.unwrap(D)
     with _frozen(D):
         d_fake, cat_logits, mu, logvar = D(G(z, c_cat, c_cont))
         info = losses.infogan_info_loss(cat_logits, c_cat, mu, logvar, c_cont, lambda_cont)
@@ -697,7 +718,7 @@ def flow_train_step(
     if y is not None and null_label is not None:
         y = diffusion.drop_labels(y, p_uncond, null_label, generator=generator)
     t = flow.sample_time(x1.shape[0], generator, x1.device)
-    x0 = torch.randn(x1.shape, generator=generator, device=generator.device if generator is not None else None).to(x1.device)
+    x0 = distributed.randn(x1.shape, generator=generator, device=generator.device if generator is not None else None).to(x1.device)
     if coupling == "ot":
         x0 = flow.ot_pairs(x0, x1)
     loss = flow.cfm_loss(model, x1, y=y, x0=x0, t=t)
@@ -724,7 +745,7 @@ def pix2pix_d_step(G: nn.Module, D: nn.Module, opt_D: torch.optim.Optimizer, x: 
     ``x`` ``(B, C_x, H, W)`` source, ``y`` ``(B, C_y, H, W)`` target. Returns floats ``loss_D``,
     ``D_real``, ``D_fake`` (mean :math:`\sigma` of the patch logits)."""
     with torch.no_grad():
-        fake = G(x)
+        fake = distributed.unwrap(G)(x)
     d_real, d_fake = D(torch.cat([x, y], 1)), D(torch.cat([x, fake], 1))
     loss = losses.discriminator_loss(d_real, d_fake, kind)
     opt_D.zero_grad(set_to_none=True)
@@ -747,6 +768,7 @@ def pix2pix_g_step(G: nn.Module, D: nn.Module | None, opt_G: torch.optim.Optimiz
         loss.backward()
         opt_G.step()
         return {"loss_G": loss.item(), "l1": l1.item()}
+    D = distributed.unwrap(D)
     with _frozen(D):
         loss = losses.pix2pix_g_loss(D(torch.cat([x, fake], 1)), fake, y, lambda_l1, kind)
         opt_G.zero_grad(set_to_none=True)
@@ -768,6 +790,7 @@ def cyclegan_g_step(G_AB: nn.Module, G_BA: nn.Module, D_A: nn.Module, D_B: nn.Mo
     as does ``lambda_cycle=0`` for the cycle). ``opt_G`` holds both generators' parameters.
     Returns floats (``gan``, ``cycle``, ``identity``, ``loss_G``) and, under ``"fakes"``, the
     detached translations ``(G_BA(b), G_AB(a))`` for :func:`cyclegan_d_step`."""
+    D_A, D_B = distributed.unwrap(D_A), distributed.unwrap(D_B)
     with _frozen(D_A), _frozen(D_B):
         fake_b, fake_a = G_AB(a), G_BA(b)
         d_b, d_a = D_B(fake_b), D_A(fake_a)
@@ -797,3 +820,9 @@ def cyclegan_d_step(D_A: nn.Module, D_B: nn.Module, opt_D: torch.optim.Optimizer
     opt_D.step()
     return {"loss_D": loss.item(), "D_A_real": ra.mean().item(), "D_A_fake": fa.mean().item(),
             "D_B_real": rb.mean().item(), "D_B_fake": fb.mean().item()}
+
+
+if __name__ == "__main__":  # python -m gencourse.train RECIPE ...: see gencourse.cli
+    from gencourse.cli import main as _main
+
+    sys.exit(_main())

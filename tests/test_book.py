@@ -32,7 +32,7 @@ def _looked_at_offline(html: Path, tmp_path: Path) -> None:
     if chromium is None:
         pytest.skip("Chromium is not installed and could not be installed (apt-get install chromium): "
                     "the built pages were not looked at")
-    pages = [html / "intro.html"] + sorted((html / "chapters").glob("*.html"))
+    pages = [html / "intro.html"] + sorted((html / "chapters").glob("*.html")) + sorted((html / "appendix").glob("*.html"))
     problems = check_pages(html, pages, tmp_path, chromium)
     assert not problems, f"what a reader sees wrong: {problems}"
 

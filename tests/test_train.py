@@ -148,13 +148,18 @@ def test_load_or_train_records_the_run_and_says_whether_it_trained(monkeypatch, 
 @pytest.mark.parametrize("rank, saves", [(0, True), (1, False)])
 def test_load_or_train_saves_only_on_rank_0(monkeypatch, tmp_path, rank, saves):
     monkeypatch.setenv("GENCOURSE_DATA", str(tmp_path))
-    monkeypatch.setattr(torch.distributed, "is_available", lambda: True)
-    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
-    monkeypatch.setattr(torch.distributed, "get_rank", lambda group=None: rank)
+    from gencourse import distributed
+
+    barriers = []
+    monkeypatch.setattr(distributed, "rank", lambda: rank)
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    monkeypatch.setattr(distributed, "barrier", lambda: barriers.append(rank))
     calls = []
     history = train.load_or_train("ranked", nn.Linear(1, 1), lambda: calls.append(1) or train.History(), settings={})
-    assert calls == [1] and history.run["trained"] is True
+    assert calls == [1] and history.run["trained"] is True and history.run["processes"] == 2
     assert train.checkpoint_path("ranked", {}).exists() is saves
+    assert barriers == [rank]  # every rank waits for the checkpoint before going on
+    # (tests/test_distributed.py checks the same with two real processes under torchrun)
 
 
 def test_checkpoint_path_without_the_profile(monkeypatch, tmp_path):

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import checks, losses
+from .. import checks, distributed, losses
 from ..nn import ConvDecoder, ConvEncoder
 
 __all__ = [
@@ -87,7 +87,7 @@ def reparameterize(
         shapes = [tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__ for t in (mu, logvar)]
         raise ValueError(f"mu and logvar must be tensors of the same shape, got {shapes[0]} and {shapes[1]}")
     if eps is None:
-        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device if generator is None else generator.device)
+        eps = distributed.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device if generator is None else generator.device)
         eps = eps.to(mu.device)
     elif eps.shape != mu.shape:
         raise ValueError(f"eps must have the shape of mu {tuple(mu.shape)}, got {tuple(eps.shape)}")
@@ -573,7 +573,7 @@ class LatentAutoencoder(nn.Module):
         r"""The loss above on a batch (``generator`` draws :math:`\varepsilon`); returns
         ``(loss, {"mse": ..., "kl": ...})`` with the two terms as floats (per pixel, per latent entry)."""
         mu, logvar = self.encode(x)
-        eps = torch.randn(mu.shape, generator=generator, device=generator.device if generator is not None else None).to(mu.device)
+        eps = distributed.randn(mu.shape, generator=generator, device=generator.device if generator is not None else None).to(mu.device)
         z = mu + (0.5 * logvar).exp() * eps
         mse = (self.decode(z) - x).pow(2).mean()
         kl = 0.5 * (mu**2 + logvar.exp() - 1.0 - logvar).mean()

@@ -40,7 +40,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import checks
+from .. import checks, distributed
 from ..nn import down_block
 from .gan import DCGANGenerator, _check_z
 
@@ -339,9 +339,10 @@ def sample_codes(n: int, latent_dim: int, n_cat: int = 10, n_cont: int = 2, *, g
     :math:`c_\text{cat} \sim \text{Uniform}\{0..K-1\}` and :math:`c_\text{cont} \sim \text{Uniform}(-1, 1)^{n}`
     (Chen et al., 2016, section 6.1), drawn in that order from ``generator``."""
     n, latent_dim = checks.positive_int(n, "n"), checks.positive_int(latent_dim, "latent_dim")
-    z = torch.randn(n, latent_dim, generator=generator)
-    c_cat = torch.randint(0, checks.positive_int(n_cat, "n_cat"), (n,), generator=generator)
-    c_cont = 2 * torch.rand(n, checks.positive_int(n_cont, "n_cont", low=0), generator=generator) - 1
+    # distributed.*: in one process exactly torch.*; under torchrun, this rank's share of the global batch's codes
+    z = distributed.randn((n, latent_dim), generator=generator)
+    c_cat = distributed.randint(0, checks.positive_int(n_cat, "n_cat"), (n,), generator=generator)
+    c_cont = 2 * distributed.rand((n, checks.positive_int(n_cont, "n_cont", low=0)), generator=generator) - 1
     return z.to(device), c_cat.to(device), c_cont.to(device)
 
 

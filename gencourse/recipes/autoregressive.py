@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from .. import checks, config, data, train
+from .. import checks, config, data, distributed, train
 from ..models import autoregressive as ar
 
 __all__ = ["MODELS", "autoregressive_settings", "build_autoregressive", "train_autoregressive", "autoregressive_mnist",
@@ -115,10 +115,12 @@ def train_autoregressive(net: torch.nn.Module, settings: dict, progress: bool = 
     opt = torch.optim.Adam(net.parameters(), lr=s["lr"])
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: train.lr_cosine(i, s["steps"]))
     conditional = s["model"] == "cpixelcnn"
+    b = distributed.local_batch(s["batch_size"])  # this rank's share of the global batch
+    log_likelihood = distributed.wrap_call(net, ar.log_likelihood)  # through DistributedDataParallel under torchrun
 
     def step(_):
-        idx = torch.randint(0, len(x), (s["batch_size"],), generator=g).to(device)
-        nll = -ar.log_likelihood(net, x[idx], y[idx] if conditional else None).mean()
+        idx = distributed.randint(0, len(x), (b,), generator=g).to(device)
+        nll = -log_likelihood(x[idx], y[idx] if conditional else None).mean()
         opt.zero_grad(set_to_none=True)
         nll.backward()
         opt.step()

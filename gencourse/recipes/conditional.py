@@ -24,7 +24,7 @@ import time
 
 import torch
 
-from .. import checks, config, data, train
+from .. import checks, config, data, distributed, train
 from ..models import conditional as cond
 from ..models import gan
 from .dcgan import TrainingRecord
@@ -134,26 +134,31 @@ def train_conditional(modules: dict, settings: dict, progress: bool = True) -> t
     steps, B, d, K, model = s["steps"], s["batch_size"], s["latent_dim"], s["n_classes"], s["model"]
     grid = [t.to(device) for t in _grid_codes(s, g)]
     snap_steps = torch.linspace(0, steps, record.images.shape[0]).round().long().tolist()
+    b = distributed.local_batch(B)  # this rank's share of the global batch (B itself in one process)
+    G_, D_ = distributed.wrap(G), distributed.wrap(D)  # DistributedDataParallel under torchrun
+
+    def codes():
+        return distributed.randn((b, d), generator=g).to(device), distributed.randint(0, K, (b,), generator=g).to(device)
 
     def step(i: int) -> dict:
-        idx = torch.randint(0, len(x_train), (B,), generator=g).to(device)
+        idx = distributed.randint(0, len(x_train), (b,), generator=g).to(device)
         x, y = x_train[idx], y_train[idx]
         if model == "infogan":
-            z, c, cc = cond.sample_codes(B, d, K, s["n_cont"], generator=g, device=device)
-            out = train.infogan_d_step(G, D, opt_D, x, z, c, cc, lambda_info=s["lambda_info"], lambda_cont=s["lambda_cont"])
-            z, c, cc = cond.sample_codes(B, d, K, s["n_cont"], generator=g, device=device)
-            out.update(train.infogan_g_step(G, D, opt_G, z, c, cc, lambda_info=s["lambda_info"], lambda_cont=s["lambda_cont"]))
+            z, c, cc = cond.sample_codes(b, d, K, s["n_cont"], generator=g, device=device)
+            out = train.infogan_d_step(G_, D_, opt_D, x, z, c, cc, lambda_info=s["lambda_info"], lambda_cont=s["lambda_cont"])
+            z, c, cc = cond.sample_codes(b, d, K, s["n_cont"], generator=g, device=device)
+            out.update(train.infogan_g_step(G_, D_, opt_G, z, c, cc, lambda_info=s["lambda_info"], lambda_cont=s["lambda_cont"]))
         else:
-            z, y_fake = torch.randn(B, d, generator=g).to(device), torch.randint(0, K, (B,), generator=g).to(device)
+            z, y_fake = codes()
             if model == "acgan":
-                out = train.acgan_d_step(G, D, opt_D, x, y, z, y_fake, lambda_cls=s["lambda_cls"])
+                out = train.acgan_d_step(G_, D_, opt_D, x, y, z, y_fake, lambda_cls=s["lambda_cls"])
             else:
-                out = train.d_step(G, D, opt_D, x, z, y_real=y, y_fake=y_fake)
-            z, y_fake = torch.randn(B, d, generator=g).to(device), torch.randint(0, K, (B,), generator=g).to(device)
+                out = train.d_step(G_, D_, opt_D, x, z, y_real=y, y_fake=y_fake)
+            z, y_fake = codes()
             if model == "acgan":
-                out.update(train.acgan_g_step(G, D, opt_G, z, y_fake, lambda_cls=s["lambda_cls"]))
+                out.update(train.acgan_g_step(G_, D_, opt_G, z, y_fake, lambda_cls=s["lambda_cls"]))
             else:
-                out.update(train.g_step(G, D, opt_G, z, y=y_fake))
+                out.update(train.g_step(G_, D_, opt_G, z, y=y_fake))
         ema.update(G)
         if i in snap_steps:
             record.images[snap_steps.index(i)] = _draw(ema.module, s, *grid)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .. import checks, config, data, train
+from .. import checks, config, data, distributed, train
 from ..models import gan
 
 __all__ = ["TrainingRecord", "dcgan_settings", "build_dcgan", "train_dcgan", "dcgan_mnist"]
@@ -107,12 +107,15 @@ def train_dcgan(modules: dict, settings: dict, progress: bool = True) -> train.H
         record.images[k] = gan.generate(ema.module, z=z_fixed).to(device)
         record.steps[k] = i
 
+    b = distributed.local_batch(B)  # this rank's share of the global batch (B itself in one process)
+    G_, D_ = distributed.wrap(G), distributed.wrap(D)  # DistributedDataParallel under torchrun
+
     def step(i: int) -> dict:
-        idx = torch.randint(0, len(x_train), (B,), generator=g).to(device)
-        z = torch.randn(B, settings["latent_dim"], generator=g).to(device)
-        out = train.d_step(G, D, opt_D, x_train[idx], z, kind=kind)  # update D once ...
-        z = torch.randn(B, settings["latent_dim"], generator=g).to(device)
-        out.update(train.g_step(G, D, opt_G, z, kind=kind))  # ... then G once (k = 1)
+        idx = distributed.randint(0, len(x_train), (b,), generator=g).to(device)
+        z = distributed.randn((b, settings["latent_dim"]), generator=g).to(device)
+        out = train.d_step(G_, D_, opt_D, x_train[idx], z, kind=kind)  # update D once ...
+        z = distributed.randn((b, settings["latent_dim"]), generator=g).to(device)
+        out.update(train.g_step(G_, D_, opt_G, z, kind=kind))  # ... then G once (k = 1)
         ema.update(G)
         if i in snap_steps:
             snapshot(i)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import config, data, diffusion, train
+from .. import config, data, diffusion, distributed, train
 from ..nn import DiffusionUNet
 
 __all__ = ["DDPM_STEPS", "SAMPLER", "ddpm_settings", "build_unet", "make_schedule", "train_ddpm", "ddpm_mnist", "sample_mnist"]
@@ -125,12 +125,13 @@ def train_ddpm(model: DiffusionUNet, ema: train.EMA, settings: dict, *, progress
     sched = make_schedule(settings).to(device)
     g = torch.Generator().manual_seed(settings["seed"])
     opt = torch.optim.Adam(model.parameters(), lr=settings["lr"])
-    steps, B = settings["steps"], settings["batch_size"]
+    steps, b = settings["steps"], distributed.local_batch(settings["batch_size"])  # b: this rank's share
+    net = distributed.wrap(model)  # DistributedDataParallel under torchrun, the model itself otherwise
 
     def step(i):
-        idx = torch.randint(len(x), (B,), generator=g).to(device)
+        idx = distributed.randint(0, len(x), (b,), generator=g).to(device)
         return train.ddpm_train_step(
-            model, opt, x[idx], sched.alpha_bar, y=y[idx], p_uncond=settings["p_uncond"], null_label=settings["n_classes"],
+            net, opt, x[idx], sched.alpha_bar, y=y[idx], p_uncond=settings["p_uncond"], null_label=settings["n_classes"],
             lr=settings["lr"] * train.lr_cosine(i - 1, steps, settings["warmup"]), ema=ema, generator=g,
         )
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import config, data, diffusion, flow, train
+from .. import config, data, diffusion, distributed, flow, train
 from ..models.autoencoder import LatentAutoencoder
 from ..nn import DiffusionUNet
 from .diffusion import ddpm_settings
@@ -134,12 +134,13 @@ def train_flow(model: DiffusionUNet, ema: train.EMA, settings: dict, x: torch.Te
     x, y = x.to(device), y.to(device)
     g = torch.Generator().manual_seed(settings["seed"])
     opt = torch.optim.Adam(model.parameters(), lr=settings["lr"])
-    steps, B = settings["steps"], settings["batch_size"]
+    steps, b = settings["steps"], distributed.local_batch(settings["batch_size"])  # b: this rank's share
+    net = distributed.wrap(model)  # DistributedDataParallel under torchrun, the model itself otherwise
 
     def step(i):
-        idx = torch.randint(len(x), (B,), generator=g).to(device)
+        idx = distributed.randint(0, len(x), (b,), generator=g).to(device)
         return train.flow_train_step(
-            model, opt, x[idx], y=y[idx], p_uncond=settings["p_uncond"], null_label=settings["n_classes"],
+            net, opt, x[idx], y=y[idx], p_uncond=settings["p_uncond"], null_label=settings["n_classes"],
             coupling=settings["coupling"], lr=settings["lr"] * train.lr_cosine(i - 1, steps, settings["warmup"]),
             ema=ema, generator=g,
         )
@@ -181,10 +182,11 @@ def latent_autoencoder(*, retrain: bool | None = None, progress: bool = True, **
         xd = x.to(device)
         g = torch.Generator().manual_seed(s["seed"])
         opt = torch.optim.Adam(ae.parameters(), lr=s["lr"])
+        b, ae_loss = distributed.local_batch(s["batch_size"]), distributed.wrap_method(ae, "loss")
 
         def step(i):
-            idx = torch.randint(len(xd), (s["batch_size"],), generator=g).to(device)
-            loss, parts = ae.loss(xd[idx], s["beta"], generator=g)
+            idx = distributed.randint(0, len(xd), (b,), generator=g).to(device)
+            loss, parts = ae_loss(xd[idx], s["beta"], generator=g)
             for group in opt.param_groups:
                 group["lr"] = s["lr"] * train.lr_cosine(i - 1, s["steps"], s["warmup"])
             opt.zero_grad()

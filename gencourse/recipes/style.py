@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from .. import config, data, losses, train
+from .. import config, data, distributed, losses, train
 from ..models import style
 from .dcgan import TrainingRecord
 
@@ -88,8 +88,8 @@ def _styles(G: style.StyleGenerator, z: torch.Tensor, mixing_prob: float, g: tor
     ``mixing_prob`` a second code takes over from a random crossover layer."""
     w = G.mapping(z)
     ws = G.broadcast(w)
-    if float(torch.rand((), generator=g)) < mixing_prob:
-        w2 = G.mapping(torch.randn(z.shape, generator=g).to(z.device))
+    if float(torch.rand((), generator=g)) < mixing_prob:  # one draw for the whole (global) batch
+        w2 = G.mapping(distributed.randn(z.shape, generator=g).to(z.device))
         cut = int(torch.randint(1, G.num_ws, (), generator=g))
         ws = torch.cat([ws[:, :cut], G.broadcast(w2)[:, cut:]], dim=1)
     return w, ws
@@ -119,6 +119,14 @@ def train_style(modules: dict, settings: dict, progress: bool = True) -> train.H
     z_fixed = torch.randn(record.images.shape[1], d, generator=g).to(device)
     snap_steps = torch.linspace(0, steps, record.images.shape[0]).round().long().tolist()
     r1_last = [0.0]
+    b = distributed.local_batch(B)  # this rank's share of the global batch (B itself in one process)
+    D_ = distributed.wrap(D)  # DistributedDataParallel under torchrun
+
+    def fake(G: style.StyleGenerator, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        w, ws = _styles(G, z, settings["mixing_prob"], g)
+        return w, G.synthesis(ws)
+
+    G_fake = distributed.wrap_call(G, fake)  # mapping, mixing and synthesis in one call: DDP averages G's gradients
 
     def snapshot(i: int) -> None:
         k = snap_steps.index(i)
@@ -127,23 +135,23 @@ def train_style(modules: dict, settings: dict, progress: bool = True) -> train.H
         record.steps[k] = i
 
     def step(i: int) -> dict:
-        x_real = x_train[torch.randint(0, len(x_train), (B,), generator=g).to(device)]
+        x_real = x_train[distributed.randint(0, len(x_train), (b,), generator=g).to(device)]
         with torch.no_grad():
-            _, ws = _styles(G, torch.randn(B, d, generator=g).to(device), settings["mixing_prob"], g)
+            _, ws = _styles(G, distributed.randn((b, d), generator=g).to(device), settings["mixing_prob"], g)
             x_fake = G.synthesis(ws)
-        d_real, d_fake = D(x_real), D(x_fake)
+        d_real, d_fake = D_(x_real), D_(x_fake)
         loss_D = losses.d_loss_bce(d_real, d_fake)
         if settings["r1_gamma"] > 0 and i % settings["r1_every"] == 0:
-            r1 = losses.r1_penalty(D, x_real)
+            r1 = losses.r1_penalty(D_, x_real)
             loss_D = loss_D + settings["r1_gamma"] / 2 * settings["r1_every"] * r1
             r1_last[0] = r1.item()
         opt_D.zero_grad(set_to_none=True)
         loss_D.backward()
         opt_D.step()
-        w, ws = _styles(G, torch.randn(B, d, generator=g).to(device), settings["mixing_prob"], g)
-        G.update_w_avg(w, settings["w_avg_beta"])
+        w, x_fake = G_fake(distributed.randn((b, d), generator=g).to(device))
+        G.update_w_avg(w.detach(), settings["w_avg_beta"])
         with train._frozen(D):  # as in train.g_step: no gradient accumulated for D's parameters
-            loss_G = losses.g_loss_non_saturating(D(G.synthesis(ws)))
+            loss_G = losses.g_loss_non_saturating(D(x_fake))
             opt_G.zero_grad(set_to_none=True)
             loss_G.backward()
             opt_G.step()

@@ -27,7 +27,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from .. import checks, config, data, train
+from .. import checks, config, data, distributed, train
 from .. import nn as gnn
 from ..metrics import features
 from ..models.translation import KeepLuminance
@@ -185,22 +185,25 @@ def train_translation(mods: dict, settings: dict, progress: bool = True) -> trai
     grid = _grid_inputs(s).to(device)
     record = mods["record"]
     snap_steps = torch.linspace(0, s["steps"], record.images.shape[0]).round().long().tolist()
+    n = distributed.local_batch(B)  # this rank's share of the global batch (B itself in one process)
+    # DistributedDataParallel under torchrun (the modules themselves in one process)
+    net = {k: distributed.wrap(m) if m is not None else None for k, m in mods.items() if k != "record"}
 
     def step(i: int) -> dict:
         if cyclegan:
-            a = xa[torch.randint(0, len(xa), (B,), generator=g).to(device)]
-            b = xb[torch.randint(0, len(xb), (B,), generator=g).to(device)]
-            out = train.cyclegan_g_step(mods["G_AB"], mods["G_BA"], mods["D_A"], mods["D_B"], opt_G, a, b,
+            a = xa[distributed.randint(0, len(xa), (n,), generator=g).to(device)]
+            b = xb[distributed.randint(0, len(xb), (n,), generator=g).to(device)]
+            out = train.cyclegan_g_step(net["G_AB"], net["G_BA"], net["D_A"], net["D_B"], opt_G, a, b,
                                         lambda_cycle=s["lambda_cycle"], lambda_identity=s["lambda_identity"])
             fake_a, fake_b = out.pop("fakes")
-            out.update(train.cyclegan_d_step(mods["D_A"], mods["D_B"], opt_D, a, b, fake_a, fake_b))
+            out.update(train.cyclegan_d_step(net["D_A"], net["D_B"], opt_D, a, b, fake_a, fake_b))
         else:
-            idx = torch.randint(0, len(src), (B,), generator=g).to(device)
+            idx = distributed.randint(0, len(src), (n,), generator=g).to(device)
             x, y = src[idx], tgt[idx]
             out = {}
             if D is not None:
-                out.update(train.pix2pix_d_step(G, D, opt_D, x, y, kind=s["kind"]))
-            out.update(train.pix2pix_g_step(G, D, opt_G, x, y, lambda_l1=s["lambda_l1"], kind=s["kind"]))
+                out.update(train.pix2pix_d_step(net["G"], net["D"], opt_D, x, y, kind=s["kind"]))
+            out.update(train.pix2pix_g_step(net["G"], net["D"], opt_G, x, y, lambda_l1=s["lambda_l1"], kind=s["kind"]))
         if i in snap_steps:
             record.images[snap_steps.index(i)] = _snapshot(mods, s, grid).to(record.images.device)
             record.steps[snap_steps.index(i)] = i

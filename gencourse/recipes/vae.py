@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import config, data, train
+from .. import config, data, distributed, train
 from ..models import autoencoder
 
 __all__ = ["VAE_STEPS", "vae_settings", "build_vae", "train_vae", "vae_mnist"]
@@ -102,10 +102,13 @@ def train_vae(model: autoencoder.VAE, settings: dict, progress: bool = True) -> 
     opt = torch.optim.Adam(model.parameters(), lr=settings["lr"])
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: train.lr_cosine(s, steps))
     batches = _shuffled_batches(len(x), settings["batch_size"], generator)
+    distributed.local_batch(settings["batch_size"])  # a clear error when the processes do not divide the batch
+    loss_terms = distributed.wrap_method(model, "loss_terms")  # through DistributedDataParallel under torchrun
 
     def step(_):
-        idx = next(batches).to(device)
-        out = train.vae_step(model, opt, x[idx], y[idx] if conditional else None, beta=settings["beta"], generator=generator)
+        idx = distributed.shard(next(batches)).to(device)  # this rank's share of the global batch
+        out = train.vae_step(model, opt, x[idx], y[idx] if conditional else None, beta=settings["beta"], generator=generator,
+                             loss_terms=loss_terms)
         schedule.step()
         return out
 

@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from .. import config, data, metrics, train
+from .. import config, data, distributed, metrics, train
 from ..models import gan, wgan
 from .dcgan import TrainingRecord
 
@@ -107,25 +107,29 @@ def train_wgan(modules: dict, settings: dict, progress: bool = True) -> train.Hi
     snap_steps = torch.linspace(0, steps, record.images.shape[0]).round().long().tolist()
     check_steps = torch.linspace(0, steps, settings["n_checkpoints"] + 1)[1:].round().long().tolist()
     checkpoints, eval_seconds = [], 0.0
+    b = distributed.local_batch(B)  # this rank's share of the global batch (B itself in one process)
+    G_, critic_ = distributed.wrap(G), distributed.wrap(critic)  # DistributedDataParallel under torchrun
 
     def step(i: int) -> dict:
         nonlocal eval_seconds
         outs = []
         for _ in range(settings["n_critic"]):  # n_critic critic steps ...
-            idx = torch.randint(0, len(x_train), (B,), generator=g).to(device)
-            z = torch.randn(B, d, generator=g).to(device)
-            outs.append(train.critic_step(G, critic, opt_C, x_train[idx], z, lambda_gp=settings["lambda_gp"], generator=g))
+            idx = distributed.randint(0, len(x_train), (b,), generator=g).to(device)
+            z = distributed.randn((b, d), generator=g).to(device)
+            outs.append(train.critic_step(G_, critic_, opt_C, x_train[idx], z, lambda_gp=settings["lambda_gp"], generator=g))
         out = {k: sum(o[k] for o in outs) / len(outs) for k in outs[0]}
-        out.update(train.wgan_g_step(G, critic, opt_G, torch.randn(B, d, generator=g).to(device)))  # ... one G step
+        out.update(train.wgan_g_step(G_, critic_, opt_G, distributed.randn((b, d), generator=g).to(device)))  # ... one G step
         ema.update(G)
         if i in snap_steps:
             record.images[snap_steps.index(i)] = gan.generate(ema.module, z=z_fixed).to(device)
             record.steps[snap_steps.index(i)] = i
         w1s.append(out["w1"])
-        if i in check_steps:
+        if i in check_steps and distributed.is_main():  # only rank 0 saves, so only rank 0 measures, alone
             start = time.process_time()
             window = max(1, steps // 10)
-            checkpoints.append({"step": i, "fid": _fid(ema.module, z_fid), "w1": sum(w1s[-window:]) / len(w1s[-window:])})
+            with distributed.local():
+                fid = _fid(ema.module, z_fid)
+            checkpoints.append({"step": i, "fid": fid, "w1": sum(w1s[-window:]) / len(w1s[-window:])})
             eval_seconds += time.process_time() - start
         return out
 
