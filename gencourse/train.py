@@ -825,4 +825,10 @@ def cyclegan_d_step(D_A: nn.Module, D_B: nn.Module, opt_D: torch.optim.Optimizer
 if __name__ == "__main__":  # python -m gencourse.train RECIPE ...: see gencourse.cli
     from gencourse.cli import main as _main
 
-    sys.exit(_main())
+    try:
+        _code = _main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # e.g. --list piped into `head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _code = 1
+    sys.exit(_code)

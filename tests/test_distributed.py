@@ -256,19 +256,25 @@ def test_cli_under_torchrun_writes_one_checkpoint(tmp_path, cli_env, monkeypatch
     assert gc.train.last_run_info("ddpm_cfg")["trained"] is False
 
 
-def test_cli_list_and_errors(tmp_path, cli_env):
-    r = _cli(["--list"], cli_env, tmp_path)
-    assert r.returncode == 0
+def test_cli_list_and_errors(tmp_path, monkeypatch, capsys):
+    from gencourse import cli
+
+    monkeypatch.setenv("GENCOURSE_PROFILE", "smoke")
+    monkeypatch.setenv("GENCOURSE_DATA", str(tmp_path))
+    assert cli.main(["--list"]) == 0
+    out = capsys.readouterr().out
     for name in ("vae", "dcgan", "wgan", "ddpm", "flow", "latent_flow", "stylegan", "cgan", "pix2pix", "cyclegan", "gated"):
-        assert f"  {name} " in r.stdout
-    first = next(line for line in r.stdout.splitlines() if line.strip().startswith("{"))
+        assert f"  {name} " in out
+    first = next(line for line in out.splitlines() if line.strip().startswith("{"))
     assert "steps" in json.loads(first)
-    r = _cli(["nope"], cli_env, tmp_path)
-    assert r.returncode == 2 and "unknown recipe 'nope'" in r.stderr and "dcgan" in r.stderr
-    r = _cli(["dcgan", "--set", "foo=1"], cli_env, tmp_path)
-    assert r.returncode == 2 and "unknown DCGAN settings ['foo']" in r.stderr
-    r = _cli(["dcgan", "--set", "lr_G"], cli_env, tmp_path)
-    assert r.returncode == 2 and "KEY=VALUE" in r.stderr
-    r = _cli(["dcgan", "--steps", "0"], cli_env, tmp_path)
-    assert r.returncode == 2 and "positive" in r.stderr
-    assert not (tmp_path / "elsewhere" / "checkpoints").exists() or not list((tmp_path / "elsewhere" / "checkpoints").glob("*.pt"))
+    for argv, message in [
+        (["nope"], "unknown recipe 'nope'; known: vae, vae2d, cvae"),
+        (["dcgan", "--set", "foo=1"], "unknown DCGAN settings ['foo']"),
+        (["dcgan", "--set", "lr_G"], "--set takes KEY=VALUE, got 'lr_G'"),
+        (["dcgan", "--steps", "0"], "--steps must be a positive number of steps, got 0"),
+        ([], "name a recipe"),
+    ]:
+        assert cli.main(argv) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    assert cli._value("[16, 32]") == [16, 32] and cli._value("0.5") == 0.5 and cli._value("adain") == "adain"
+    assert not (tmp_path / "checkpoints").exists()  # nothing trained

@@ -51,7 +51,7 @@ _OLD_NUMBERS = {
     "04": "vae", "06": "gans", "07": "dcgan", "11": "diffusion", "12": "evaluation",
 }
 #: Modules of this package that are machinery, not a chapter's checks.
-_MACHINERY = {"checks", "generate", "grader", "__main__", "build", "execute", "isolate", "kernel", "remote",
+_MACHINERY = {"checks", "generate", "grader", "__main__", "build", "execute", "isolate", "kernel", "remote", "teacher",
               "report", "score"}
 
 

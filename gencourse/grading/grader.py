@@ -29,6 +29,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -46,6 +47,8 @@ __all__ = [
     "find_solution",
     "prepare",
     "run",
+    "stop_all",
+    "resume",
     "grade",
     "format_report",
     "write_report",
@@ -104,13 +107,14 @@ def _folder_is_small(folder: Path) -> bool:
     return True
 
 
-def _scratch_copy(submission: Path, data: bytes, dest: Path) -> list[str]:
+def _scratch_copy(submission: Path, data: bytes, dest: Path, copy_folder: bool = True) -> list[str]:
     """Copy the submission's folder (data files it may read), without other notebooks (other
-    students' submissions), into ``dest``; the notebook itself from the bytes read up front."""
+    students' submissions), into ``dest``; the notebook itself from the bytes read up front.
+    ``copy_folder=False``: the notebook alone (a folder shared by a whole class)."""
     src = submission.resolve().parent
     warnings = []
     dest.mkdir(parents=True)
-    if _folder_is_small(src):
+    if copy_folder and _folder_is_small(src):
         def ignore(folder, names):
             skip = set(shutil.ignore_patterns(*_COPY_IGNORE)(folder, names))
             return skip | {n for n in names if n.endswith(".ipynb")}
@@ -119,16 +123,19 @@ def _scratch_copy(submission: Path, data: bytes, dest: Path) -> list[str]:
             shutil.copytree(src, dest, symlinks=False, ignore=ignore, dirs_exist_ok=True)
         except (OSError, shutil.Error) as exc:
             warnings.append(f"could not copy the submission's folder ({exc}); only the notebook was copied")
-    else:
+    elif copy_folder:
         warnings.append("the submission's folder is large; only the notebook was copied to run it")
     (dest / submission.name).write_bytes(data)
     return warnings
 
 
-def prepare(submission_path: str | Path, solution_path: str | Path | None = None) -> Prepared:
+def prepare(submission_path: str | Path, solution_path: str | Path | None = None, *,
+            copy_folder: bool = True) -> Prepared:
     """Read ``submission_path`` and its solution, plan the run and make the scratch copy.
 
-    Raises :class:`GradingInputError` for a missing/invalid submission or no matching solution.
+    ``copy_folder=False`` copies the notebook alone, not the other files of its folder (a folder
+    that holds the whole class's files, as an LMS export does). Raises
+    :class:`GradingInputError` for a missing/invalid submission or no matching solution.
     """
     submission = Path(submission_path)
     try:
@@ -149,7 +156,7 @@ def prepare(submission_path: str | Path, solution_path: str | Path | None = None
     tmp = Path(tempfile.mkdtemp(prefix="gencourse-grade-"))
     try:
         scratch = tmp / "work" / (submission.resolve().parent.name or "submission")
-        warnings = _scratch_copy(submission, data, scratch)
+        warnings = _scratch_copy(submission, data, scratch, copy_folder)
         for sub in ("tests", "tmp", "data", "pylib", "ipython", "mpl"):
             (tmp / sub).mkdir()
         os.symlink(isolate.library_path(), tmp / "pylib" / "gencourse")
@@ -163,6 +170,12 @@ def prepare(submission_path: str | Path, solution_path: str | Path | None = None
 
 
 # ---------------------------------------------------------------------------------- running
+
+# The grading workers running now (several at once when a class is graded in parallel), so that
+# an interrupted run can end them all: token -> worker process.
+_RUNNING: dict[str, subprocess.Popen] = {}
+_RUNNING_LOCK = threading.Lock()
+_STOPPING = threading.Event()
 
 
 def _repo_root() -> Path | None:
@@ -228,6 +241,36 @@ def _sweep(token: str) -> int:
     return n
 
 
+def _kill_worker(proc: subprocess.Popen, token: str) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    _sweep(token)
+    try:
+        proc.wait(timeout=10)
+    except (subprocess.TimeoutExpired, OSError):
+        pass
+
+
+def stop_all() -> int:
+    """Kill every grading worker of this process that is still running, with the processes its
+    submission started, and refuse new ones until :func:`resume` (an interrupted class run);
+    return how many workers were killed. Their :func:`run` calls return a report that says the
+    worker was killed; the caller discards it."""
+    with _RUNNING_LOCK:
+        _STOPPING.set()
+        running = list(_RUNNING.items())
+    for token, proc in running:
+        _kill_worker(proc, token)
+    return len(running)
+
+
+def resume() -> None:
+    """Allow :func:`run` again after :func:`stop_all`."""
+    _STOPPING.clear()
+
+
 def run(prep: Prepared, timeout: float = DEFAULT_TIMEOUT, *, env: dict | None = None, sandbox: bool = False,
         grace: float = DEFAULT_GRACE, startup_timeout: float = 120, landlock: bool | None = None,
         executed_path: str | Path | None = None) -> dict:
@@ -261,9 +304,20 @@ def run(prep: Prepared, timeout: float = DEFAULT_TIMEOUT, *, env: dict | None = 
     worker_env = {**os.environ, "GENCOURSE_GRADING_TOKEN": token}
     argv = [sys.executable, "-c", _BOOT, str(Path(isolate.library_path()))]
     with open(prep.tmp / "worker.log", "wb") as log:
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                                cwd=str(prep.tmp), env=worker_env, start_new_session=True)
-        out, _ = proc.communicate(json.dumps(job).encode("utf-8"))
+        with _RUNNING_LOCK:
+            if _STOPPING.is_set():
+                raise GradingError("grading was interrupted")
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                                    cwd=str(prep.tmp), env=worker_env, start_new_session=True)
+            _RUNNING[token] = proc
+        try:
+            out, _ = proc.communicate(json.dumps(job).encode("utf-8"))
+        except BaseException:  # interrupted (Ctrl-C): end this submission's processes, not only wait
+            _kill_worker(proc, token)
+            raise
+        finally:
+            with _RUNNING_LOCK:
+                _RUNNING.pop(token, None)
     leftovers = _sweep(token)
     try:
         os.killpg(proc.pid, signal.SIGKILL)
