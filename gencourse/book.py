@@ -31,7 +31,7 @@ from typing import Any
 
 from . import config, repo_url
 
-__all__ = ["header", "footer", "glue", "training_note", "html_table", "load_runtimes", "runtime_table",
+__all__ = ["header", "versions", "footer", "glue", "training_note", "html_table", "load_runtimes", "runtime_table",
            "chapters", "build", "measure_runtimes", "repository_url"]
 
 RUNTIMES = Path(__file__).with_name("runtimes.json")
@@ -67,10 +67,29 @@ def header(chapter: str, seed: int = 0):
     times = load_runtimes().get(chapter, {})
     print(
         f"gencourse · profile {config.profile()} · device {config.device()} · seed {seed}\n"
+        f"executed with {versions()} on {time.strftime('%Y-%m-%d', time.gmtime())}\n"
         f"run time of this chapter in the intro's table (fresh cache, 2 CPU cores): cpu profile "
         f"{_fmt(times.get('cpu'))}, gpu profile {_fmt(times.get('gpu'))}; this run's time is printed at the end"
     )
     return generator
+
+
+def versions() -> str:
+    """The versions a chapter runs with (Python, PyTorch, torchvision, gencourse), for its header:
+    a reader with other versions sees what this page was executed with."""
+    import platform
+
+    import torch
+
+    try:
+        import torchvision
+
+        tv = torchvision.__version__
+    except ImportError:  # pragma: no cover - torchvision is a dependency
+        tv = "not installed"
+    from . import __version__
+
+    return f"Python {platform.python_version()}, torch {torch.__version__}, torchvision {tv}, gencourse {__version__}"
 
 
 def _plain(value: Any) -> Any:

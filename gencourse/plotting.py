@@ -16,7 +16,7 @@ import torch
 from . import data
 
 __all__ = ["image_grid", "loss_curves", "scatter2d", "density2d", "moving_average", "transport_plan",
-           "book_style", "PAGE_WIDTH"]
+           "book_style", "PAGE_WIDTH", "animate_images", "latent_walk"]
 
 #: Width of the book's text column in inches, for figures saved at 100 dpi: a figure wider than
 #: this is shrunk to fit, and its fonts with it (a 9-inch figure by 0.8).
@@ -58,6 +58,17 @@ def image_grid(
         raise ValueError(f"x must be a tensor of shape (B, C, H, W) with C in (1, 3), got {shape}")
     if value_range not in ("auto", "01", "pm1"):
         raise ValueError(f"value_range must be 'auto', '01' or 'pm1', got {value_range!r}")
+    image, nrow, ncol = _canvas(x, nrow, value_range, padding)
+    ax = _axes(ax, figsize=(0.6 * nrow + 1, 0.6 * ncol + 1))
+    _show(ax, image)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def _canvas(x: torch.Tensor, nrow: int | None, value_range: str, padding: int) -> tuple[np.ndarray, int, int]:
+    """The images of ``x`` ``(B, C, H, W)`` laid out ``nrow`` to a row on a white canvas ``(H', W', C)`` in [0, 1]."""
     x = x.detach().float().cpu()
     pm1 = value_range == "pm1" or (value_range == "auto" and x.min() < 0)
     x = data.from_pm1(x, strict=False) if pm1 else x.clamp(0, 1)
@@ -69,16 +80,138 @@ def image_grid(
         r, c = divmod(i, nrow)
         top, left = padding + r * (H + padding), padding + c * (W + padding)
         canvas[:, top : top + H, left : left + W] = x[i]
-    ax = _axes(ax, figsize=(0.6 * nrow + 1, 0.6 * ncol + 1))
-    image = canvas.permute(1, 2, 0).numpy()  # (H', W', C)
-    if C == 1:
-        ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=1)
-    else:
-        ax.imshow(image)
+    return canvas.permute(1, 2, 0).numpy(), nrow, ncol
+
+
+def _show(ax, image: np.ndarray):
+    if image.shape[-1] == 1:
+        return ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=1)
+    return ax.imshow(image)
+
+
+# ----------------------------------------------------------------------------------------------
+# interactive figures that need no kernel: matplotlib animations embedded as JavaScript
+# ----------------------------------------------------------------------------------------------
+
+
+#: matplotlib's player draws its buttons with Font Awesome from a CDN: offline they would be blank.
+#: The same buttons as plain characters, so that the page needs nothing from the network.
+_BUTTONS = {"fa fa-minus": "&minus;", "fa fa-fast-backward": "&#x23EE;", "fa fa-step-backward": "&#x25C1;",
+            "fa fa-play fa-flip-horizontal": "&#x25C0;", "fa fa-pause": "&#x2759;&#x2759;", "fa fa-play": "&#x25B6;",
+            "fa fa-step-forward": "&#x25B7;", "fa fa-fast-forward": "&#x23ED;", "fa fa-plus": "+"}
+
+
+def _offline_player(html: str) -> str:
+    import re
+
+    html = re.sub(r'<link rel="stylesheet"\s*href="https?://[^"]*font-awesome[^"]*">', "", html)
+    for cls, char in _BUTTONS.items():
+        html = html.replace(f'<i class="{cls}"></i>', f"<span>{char}</span>")
+    return html
+
+
+def _jshtml(fig, update: Callable[[int], None], n_frames: int, interval: int, loop: bool):
+    """``fig`` animated by ``update(k)`` as a self-contained HTML player (frames as JPEG, a slider and
+    play buttons, no kernel, no network: :meth:`matplotlib.animation.Animation.to_jshtml`). Returns an
+    :class:`IPython.display.HTML` whose ``kb`` attribute is its size in kilobytes."""
+    from IPython.display import HTML
+    from matplotlib.animation import FuncAnimation
+
+    anim = FuncAnimation(fig, update, frames=n_frames, interval=interval, blit=False)
+    # JPEG frames: a quarter of PNG's weight on noisy images (a diffusion chain's first steps)
+    with plt.rc_context({"animation.embed_limit": 50.0, "animation.frame_format": "jpeg"}):
+        html = anim.to_jshtml(default_mode="loop" if loop else "once")
+    plt.close(fig)
+    html = _offline_player(html)
+    out = HTML(html)
+    out.kb = len(html.encode()) / 1024
+    out.n_frames = n_frames
+    return out
+
+
+def animate_images(
+    frames,
+    titles: Sequence[str] | None = None,
+    *,
+    nrow: int | None = None,
+    value_range: str = "auto",
+    interval: int = 300,
+    width: float = 6.0,
+    dpi: int = 60,
+    loop: bool = True,
+):
+    """An interactive figure for the rendered book and the notebook alike: a grid of images that
+    changes frame by frame (e.g. a fixed noise batch over training, a reverse diffusion chain), with
+    a slider and play buttons in the page itself (no kernel, works offline).
+
+    ``frames``: a tensor ``(F, B, C, H, W)`` or a sequence of ``F`` batches ``(B, C, H, W)``;
+    ``titles``: one per frame. ``dpi`` and ``width`` (inches) set the page weight: each frame is
+    one JPEG in the page. Returns an :class:`IPython.display.HTML` (``.kb``: its size).
+    """
+    frames = list(frames)
+    if not frames or any(not isinstance(f, torch.Tensor) or f.ndim != 4 for f in frames):
+        raise ValueError("frames must be a non-empty sequence of image batches (B, C, H, W), e.g. a tensor (F, B, C, H, W)")
+    if titles is not None and len(titles) != len(frames):
+        raise ValueError(f"titles must have one entry per frame ({len(frames)}), got {len(titles)}")
+    if value_range not in ("auto", "01", "pm1"):
+        raise ValueError(f"value_range must be 'auto', '01' or 'pm1', got {value_range!r}")
+    if value_range == "auto":
+        value_range = "pm1" if min(float(f.min()) for f in frames) < 0 else "01"
+    canvases = [_canvas(f, nrow, value_range, 2)[0] for f in frames]
+    h, w = canvases[0].shape[:2]
+    fig, ax = plt.subplots(figsize=(width, width * h / w + (0.4 if titles else 0.1)), dpi=dpi)
+    im = _show(ax, canvases[0])
     ax.set_axis_off()
-    if title:
-        ax.set_title(title)
-    return ax
+    title = ax.set_title(titles[0] if titles else "")
+    fig.tight_layout(pad=0.2)
+
+    def update(k: int) -> None:
+        im.set_data(canvases[k][..., 0] if canvases[k].shape[-1] == 1 else canvases[k])
+        title.set_text(titles[k] if titles else "")
+
+    return _jshtml(fig, update, len(frames), interval, loop)
+
+
+def latent_walk(
+    decode: Callable[[torch.Tensor], torch.Tensor],
+    codes: torch.Tensor,
+    labels: torch.Tensor,
+    path: torch.Tensor,
+    *,
+    interval: int = 150,
+    dpi: int = 50,
+    value_range: str = "01",
+):
+    """An interactive walk through a 2-D latent space (no kernel needed): on the left the codes
+    ``codes`` ``(N, 2)`` of held-out images coloured by ``labels``, with a marker moving along
+    ``path`` ``(F, 2)``; on the right the decoded image ``decode(path[k])`` of each point.
+    Returns an :class:`IPython.display.HTML` as :func:`animate_images` does."""
+    if not isinstance(path, torch.Tensor) or path.ndim != 2 or path.shape[1] != 2:
+        raise ValueError(f"path must be a tensor (F, 2) of latent points, got {tuple(getattr(path, 'shape', ()))}")
+    if not isinstance(codes, torch.Tensor) or codes.ndim != 2 or codes.shape[1] != 2:
+        raise ValueError(f"codes must be a tensor (N, 2), got {tuple(getattr(codes, 'shape', ()))}")
+    with torch.no_grad():
+        images = decode(path.float())
+    canvases = [_canvas(images[k : k + 1], 1, value_range, 0)[0] for k in range(len(path))]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(7.0, 3.4), dpi=dpi, gridspec_kw={"width_ratios": [1.2, 1]})
+    c = codes.detach().cpu().numpy()
+    sc = left.scatter(c[:, 0], c[:, 1], c=labels.cpu().numpy(), cmap="tab10", s=3, alpha=0.5, vmin=-0.5, vmax=9.5)
+    fig.colorbar(sc, ax=left, ticks=range(10), label="digit")
+    p = path.detach().cpu().numpy()
+    left.plot(p[:, 0], p[:, 1], color="k", lw=0.8)
+    (marker,) = left.plot(p[:1, 0], p[:1, 1], "o", color="k", ms=8, mfc="none", mew=2)
+    left.set(xlabel="$z_1$", ylabel="$z_2$", title="codes of held-out digits")
+    im = _show(right, canvases[0])
+    right.set_axis_off()
+    title = right.set_title(f"decode(z), z = ({p[0, 0]:.2f}, {p[0, 1]:.2f})")
+    fig.tight_layout()
+
+    def update(k: int) -> None:
+        marker.set_data(p[k : k + 1, 0], p[k : k + 1, 1])
+        im.set_data(canvases[k][..., 0] if canvases[k].shape[-1] == 1 else canvases[k])
+        title.set_text(f"decode(z), z = ({p[k, 0]:.2f}, {p[k, 1]:.2f})")
+
+    return _jshtml(fig, update, len(path), interval, True)
 
 
 def moving_average(values: Sequence[float], window: int) -> np.ndarray:

@@ -61,6 +61,7 @@ __all__ = [
     "Entry",
     "register",
     "entries",
+    "landing_figure",
     "run",
     "format_table",
     "PixelGaussian",
@@ -375,3 +376,30 @@ def _latent_flow_entry(n: int, generator: torch.Generator) -> Samples:
     ae_seconds = fm.latent_autoencoder(progress=False)[2].seconds  # from the cache: the first stage's time
     return Samples(x, history.seconds + ae_seconds, labels)
 
+
+def landing_figure(samples: dict, rows: Sequence[dict], *, per_model: int = 4, ncols: int = 5):
+    """The book's first figure: ``per_model`` samples of each trained model (the entries of
+    chapters other than 14's baselines, in the order of ``rows``), with its chapter, its training
+    time and its FID beneath, as this build measured them. ``samples``: entry name -> images
+    ``(n, 1, 28, 28)`` (at least ``per_model``); ``rows``: :func:`run`'s rows. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    from . import plotting
+
+    trained = [r for r in rows if r["chapter"] != "14" and r["name"] in samples]
+    if not trained:
+        raise ValueError("no trained model among the rows: run the scoreboard on the course's models first")
+    side = math.ceil(math.sqrt(per_model))
+    nrows = math.ceil(len(trained) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.8 * ncols, 2.35 * nrows), squeeze=False)
+    for ax, row in zip(axes.flat, trained):
+        entry = _ENTRIES[row["name"]]
+        plotting.image_grid(samples[row["name"]][:per_model], nrow=side, ax=ax, value_range=entry.value_range)
+        minutes = row["train_seconds"] / 60
+        took = f"{row['train_seconds']:.0f} s" if minutes < 1 else f"{minutes:.1f} min"
+        ax.set_title(f"{row['name']} (ch. {row['chapter']})", fontsize=9)
+        ax.text(0.5, -0.04, f"trained {took}\nFID {row['fid']:.1f}", transform=ax.transAxes, ha="center", va="top", fontsize=9)
+    for ax in axes.flat[len(trained):]:
+        ax.axis("off")
+    fig.tight_layout(h_pad=1.6)
+    return fig

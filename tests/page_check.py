@@ -94,6 +94,8 @@ def page_problems(dom: str, page: Path, html_root: Path) -> list[str]:
         problems.append(f"raw TeX is visible: {raw.group(0)!r}")
     if "Traceback (most recent call last)" in dom or re.search(r'class="[^"]*\btraceback\b', dom):
         problems.append("a Python traceback is shown")
+    for target in re.findall(r'<script[^>]*\ssrc="(https?://[^"]+)"', dom) + re.findall(r'<link[^>]*\shref="(https?://[^"]+\.(?:css|js)[^"]*)"', dom):
+        problems.append(f"loads from the network (missing offline): {target}")
     for kind, target in re.findall(r'<(img)[^>]*\ssrc="([^"]+)"', dom) + re.findall(r'<(a)[^>]*\shref="([^"#][^"]*)"', dom):
         parts = urlsplit(target)
         if parts.scheme in ("http", "https", "mailto", "data", "javascript") or parts.netloc:

@@ -20,6 +20,12 @@ def test_book_builds_with_warnings_as_errors(tmp_path, monkeypatch):
         assert "google.colab" not in page, f"{name}: the Colab install cell must be hidden"
         assert "colab.research.google.com" in page, f"{name}: no Colab launch button"
     assert (tmp_path / "_build" / ".gencourse-profile").read_text().strip() == "smoke"
+    # the landing figure (glued by chapter 14 from this build's models) and the interactive figures
+    assert 'alt="samples of every model of the course" style="max-width: 100%" src="data:image/png;base64,' in (html / "intro.html").read_text()
+    for name in ("04_vae", "07_dcgan", "12_diffusion", "13_flow_matching"):
+        page = (html / "chapters" / f"{name}.html").read_text()
+        assert 'type="range"' in page and "data:image/jpeg;base64," in page, f"{name}: no interactive figure"
+    assert "require.min.js" not in (html / "chapters" / "04_vae.html").read_text()  # no widget manager from a CDN
     _looked_at_offline(html, tmp_path)
 
 
@@ -47,6 +53,12 @@ def test_header_reports_profile_and_runtimes(capsys, monkeypatch):
     g = book.header("generative_models", seed=3)
     out = capsys.readouterr().out
     assert "profile cpu" in out and "seed 3" in out and "cpu profile" in out
+    import platform
+
+    import torch
+    import torchvision
+
+    assert f"executed with Python {platform.python_version()}, torch {torch.__version__}, torchvision {torchvision.__version__}" in out
     assert g.initial_seed() == 3
 
 
@@ -82,3 +94,19 @@ def test_html_table_renders_rows_of_dicts_with_formats():
     html = table._repr_html_()
     assert html.startswith("<table") and "<th" in html and ">85.7</td>" in html and ">–</td>" in html
     assert repr(table).splitlines()[0].split() == ["model", "FID", "KID"]
+
+
+def test_page_check_names_what_a_reader_offline_would_miss(tmp_path):
+    """The rules of the Chromium look at every page, on hand-made pages."""
+    from page_check import page_problems
+
+    page = tmp_path / "p.html"
+    (tmp_path / "ok.png").write_bytes(b"")
+    fine = '<html><img src="ok.png"><a href="https://example.org">x</a><script src="_static/x.js"></script></html>'
+    assert page_problems(fine, page, tmp_path) == []
+    cdn = '<script src="https://cdnjs.cloudflare.com/ajax/libs/require.js/2.3.4/require.min.js"></script>'
+    css = '<link rel="stylesheet" href="https://maxcdn.bootstrapcdn.com/font-awesome/4.4.0/css/font-awesome.min.css">'
+    problems = page_problems(f"<html>{cdn}{css}<img src='missing.png'><img src=\"gone.png\"></html>", page, tmp_path)
+    assert any("require.min.js" in p for p in problems) and any("font-awesome" in p for p in problems)
+    assert "broken image: gone.png" in problems
+    assert page_problems('<p class="math">$x$</p>', page, tmp_path)[0] == "formulas were not rendered by MathJax"
