@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="+", default=["ddpm", "dcgan"])
     parser.add_argument("--steps", type=int, default=300)
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     rows = []
     for recipe in args.recipes:
         for processes, threads in ((1, 1), (2, 1)):
@@ -64,7 +65,7 @@ def main() -> None:
              "`torchrun --nproc_per_node=2 -m gencourse.train ...` (DistributedDataParallel, gloo), one thread per process,",
              "the same global batch (so each of the two processes forwards half of it), on a 2-core machine. Seconds of the",
              "training loop (process start and data loading excluded). Measured on "
-             f"{time.strftime('%Y-%m-%d')}, load average before the runs {os.getloadavg()[0]:.2f}.", "",
+             f"{time.strftime('%Y-%m-%d')}, load average before the runs {load_before:.2f}.", "",
              "| recipe | processes | steps | seconds | steps per second | speed-up |", "| --- | --- | --- | --- | --- | --- |"]
     for row in rows:
         base = next(r for r in rows if r["recipe"] == row["recipe"] and r["processes"] == 1)
