@@ -868,6 +868,20 @@ def test_cached_rows_give_the_full_networks_logits_and_samples(make, y):
     assert torch.equal(kept[0], kept[1]) and torch.equal(kept[0][:, :, :3], x[:, :, :3])
 
 
+@pytest.mark.parametrize("cache", [True, False])
+def test_on_row_sees_each_row_as_it_is_drawn(cache):
+    torch.manual_seed(2)
+    model = ar.GatedPixelCNN(h=4, n_layers=2).eval()
+    frames = []
+    x = ar.sample(model, 2, (1, 5, 4), generator=torch.Generator().manual_seed(1), cache=cache,
+                  on_row=lambda i, so_far: frames.append((i, so_far)))
+    assert [i for i, _ in frames] == list(range(5))
+    for i, so_far in frames:
+        assert torch.equal(so_far[:, :, : i + 1], x[:, :, : i + 1]) and not so_far[:, :, i + 1 :].any()
+    plain = ar.sample(model, 2, (1, 5, 4), generator=torch.Generator().manual_seed(1), cache=cache)
+    assert torch.equal(plain, x)  # watching does not change the draw
+
+
 def test_class_map_is_a_per_class_picture_over_the_image():
     model = _with_random_map(ar.GatedPixelCNN(h=4, n_layers=2, n_classes=3, class_map=2, image_size=(6, 5)))
     x = torch.zeros(3, 1, 6, 5, dtype=torch.long)

@@ -22,7 +22,7 @@ def test_book_builds_with_warnings_as_errors(tmp_path, monkeypatch):
     assert (tmp_path / "_build" / ".gencourse-profile").read_text().strip() == "smoke"
     # the landing figure (glued by chapter 14 from this build's models) and the interactive figures
     assert 'alt="samples of every model of the course" style="max-width: 100%" src="data:image/png;base64,' in (html / "intro.html").read_text()
-    for name in ("04_vae", "07_dcgan", "12_diffusion", "13_flow_matching"):
+    for name in ("04_vae", "05_autoregressive", "07_dcgan", "12_diffusion", "13_flow_matching"):
         page = (html / "chapters" / f"{name}.html").read_text()
         assert 'type="range"' in page and "data:image/jpeg;base64," in page, f"{name}: no interactive figure"
     assert "require.min.js" not in (html / "chapters" / "04_vae.html").read_text()  # no widget manager from a CDN

@@ -23,6 +23,7 @@ forward pass gives all :math:`D` conditionals and the **exact** log-likelihood
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -478,7 +479,7 @@ def label_posterior(model: nn.Module, x: torch.Tensor, prior=None, *, upto: int 
 @torch.no_grad()
 def sample(model: nn.Module, n: int, shape=(1, 28, 28), *, y: torch.Tensor | None = None, given: torch.Tensor | None = None,
            known: torch.Tensor | None = None, generator: torch.Generator | None = None, temperature: float = 1.0,
-           cache: bool = True) -> torch.Tensor:
+           cache: bool = True, on_row: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
     r"""Draw ``n`` images pixel by pixel in raster order (channel by channel within a pixel): one
     forward pass per pixel and channel, :math:`D` passes in all; each value is drawn from the softmax
     of the logits divided by ``temperature``. ``given`` ``(n, C, H, W)`` levels and ``known`` (a
@@ -494,7 +495,10 @@ def sample(model: nn.Module, n: int, shape=(1, 28, 28), *, y: torch.Tensor | Non
     (:meth:`GatedPixelCNN.context_for_row`) and each pixel of the row costs the horizontal stack on
     that row alone, on the columns up to the current one (:meth:`GatedPixelCNN.logits_of_row`): the
     same logits, many times fewer operations.
-    ``cache=False`` runs the whole network for every pixel."""
+    ``cache=False`` runs the whole network for every pixel.
+
+    ``on_row(i, x)``, when given, is called after row ``i`` is drawn with the images so far (levels
+    ``(n, C, H, W)``, rows below ``i`` still 0), e.g. to animate the sampling."""
     n = checks.positive_int(n, "n")
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
@@ -511,7 +515,7 @@ def sample(model: nn.Module, n: int, shape=(1, 28, 28), *, y: torch.Tensor | Non
     model.eval()
     try:
         if cache and hasattr(model, "context_for_row"):
-            _sample_cached(model, x, y, known, generator, temperature, device)
+            _sample_cached(model, x, y, known, generator, temperature, device, on_row)
             return x
         for i in range(H):
             for j in range(W):
@@ -522,12 +526,14 @@ def sample(model: nn.Module, n: int, shape=(1, 28, 28), *, y: torch.Tensor | Non
                     logits = model(rows.to(device), None if y is None else y.to(device))[:, :, c, i, j].cpu()
                     draw = torch.multinomial(torch.softmax(logits / temperature, 1), 1, generator=generator).squeeze(1)
                     x[:, c, i, j] = draw if known is None else torch.where(known[:, c, i, j], x[:, c, i, j], draw)
+            if on_row is not None:
+                on_row(i, x.clone())
     finally:
         model.train(was)
     return x
 
 
-def _sample_cached(model, x, y, known, generator, temperature, device) -> None:
+def _sample_cached(model, x, y, known, generator, temperature, device, on_row=None) -> None:
     n, _, H, W = x.shape
     c = _one_hot_or_none(y, model.n_classes, n, device)
     s_full = model._map(c, H, W)
@@ -541,6 +547,8 @@ def _sample_cached(model, x, y, known, generator, temperature, device) -> None:
             logits = model.logits_of_row(_inputs(x[:, :, i:i + 1, :j + 1].to(device), model.levels), upto_j, c)[:, :, 0, 0, j].cpu()
             draw = torch.multinomial(torch.softmax(logits / temperature, 1), 1, generator=generator).squeeze(1)
             x[:, 0, i, j] = draw if known is None else torch.where(known[:, 0, i, j], x[:, 0, i, j], draw)
+        if on_row is not None:
+            on_row(i, x.clone())
 
 
 def dependencies(model: nn.Module, shape, i: int, j: int, channel: int = 0, *, trials: int = 4, seed: int = 0) -> torch.Tensor:
