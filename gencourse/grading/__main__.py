@@ -240,7 +240,8 @@ def _grade_class(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     status = 0
-    subs, students, seen = [], {}, {}
+    subs, students, misnamed = [], {}, {}
+    taken: dict[tuple[str, str], object] = {}
     exclude = [report_dir, solutions if solutions.is_dir() else solutions.parent]
     for root in roots:
         try:
@@ -253,7 +254,7 @@ def _grade_class(args) -> int:
             print(f"warning: {path}: {why}; not graded", file=sys.stderr)
             if student is not None:
                 students.setdefault(student, "")
-                seen.setdefault(student, []).append(f"not graded: {path.name} is {why}")
+                misnamed.setdefault(student, []).append(f"not graded: {path.name} is {why}")
         for dropped, kept in found.duplicates:
             print(f"warning: {dropped.path}: another notebook of {kept.student} for {kept.chapter} is graded "
                   f"({kept.path}); this one is not", file=sys.stderr)
@@ -261,16 +262,19 @@ def _grade_class(args) -> int:
             if not students.get(student):
                 students[student] = lms_id
         for sub in found.submissions:
-            twin = next((s for s in subs if (s.student, s.chapter) == (sub.student, sub.chapter)), None)
-            if twin is not None:
+            twin = taken.get((sub.student, sub.chapter))
+            if twin is not None:  # the same student in two class folders
                 print(f"warning: {sub.path}: {sub.student} has another notebook for {sub.chapter} ({twin.path}), "
                       "graded instead", file=sys.stderr)
                 continue
+            taken[(sub.student, sub.chapter)] = sub
             subs.append(sub)
     if not subs:
         layouts = "DIR/<student>/NN_name.ipynb, DIR/<student>/<assignment>/NN_name.ipynb or DIR/<student>_NN_name.ipynb"
+        nbgrader = [str(root / "submitted") for root in roots if (root / "submitted").is_dir()]
+        hint = f"; for nbgrader's layout give its submitted/ folder: {', '.join(nbgrader)}" if nbgrader else ""
         print(f"error: no chapter notebook found in {', '.join(map(str, roots))} (expected {layouts}, NN_name being "
-              f"one of {', '.join(index)}; see --help)", file=sys.stderr)
+              f"one of {', '.join(index)}; see --help){hint}", file=sys.stderr)
         return 2
     # read every submission and make every scratch copy before any student code runs
     entries: list[dict] = []
@@ -288,18 +292,18 @@ def _grade_class(args) -> int:
     chapters = sorted({sub.chapter for sub in subs})
     for student in students:
         for chapter in chapters:
-            if not any((s.student, s.chapter) == (student, chapter) for s in subs):
+            if (student, chapter) not in taken:
                 entries.append({"student": student, "chapter": chapter, "status": "not submitted", "report": None,
-                                "warnings": list(seen.get(student, [])), "lms_id": students[student], "submission": ""})
+                                "warnings": list(misnamed.get(student, [])), "lms_id": students[student], "submission": ""})
     gradebook = Path(args.gradebook) if args.gradebook else report_dir / "gradebook.csv"
     summary_md, summary_csv, feedback_dir = report_dir / "summary.md", report_dir / "summary.csv", report_dir / "feedback"
     try:
         earlier, moved = keep_earlier(report_dir, [gradebook, summary_md, summary_csv, feedback_dir,
                                                    *(report_dir / report_name(p.submission) for p in prepared)])
         if earlier is not None:
-            print(f"kept the earlier results in {earlier}/ (moved there: " + ", ".join(
-                p.name + ("/" if p.is_dir() or not p.suffix else "") for p in moved[:6]) +
-                (f" and {len(moved) - 6} more" if len(moved) > 6 else "") + ")", file=out)
+            names = [p.name + ("/" if (earlier / p.name).is_dir() else "") for p in moved]
+            print(f"kept the earlier results in {earlier}/ (moved there: " + ", ".join(names[:6]) +
+                  (f" and {len(names) - 6} more" if len(names) > 6 else "") + ")", file=out)
         n = len(prepared)
         print(f"grading {n} notebook(s) of {len(students)} student(s) ({', '.join(chapters)}) with {args.jobs} job(s), "
               f"--timeout {args.timeout:g} s per cell", file=out)
