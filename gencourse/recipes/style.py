@@ -161,7 +161,11 @@ def train_style(modules: dict, settings: dict, progress: bool = True) -> train.H
         return {"loss_D": loss_D.item(), "loss_G": loss_G.item(), "D_real": torch.sigmoid(d_real).mean().item(),
                 "D_fake": torch.sigmoid(d_fake).mean().item(), "r1": r1_last[0]}
 
-    with config.threads(1):
+    # the synthesis layers draw their per-pixel noise from PyTorch's global generator, which a fresh
+    # process seeds at random: seed it from the settings (and give the caller's state back after),
+    # so that the same settings train the same model, as the checkpoint's name promises
+    with config.threads(1), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings["seed"] + 2)
         start = time.process_time()
         snapshot(0)
         history = train.fit(step, steps=steps, desc=f"StyleGAN ({settings['kind']})", progress=progress)
