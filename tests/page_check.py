@@ -94,6 +94,9 @@ def page_problems(dom: str, page: Path, html_root: Path) -> list[str]:
         problems.append(f"raw TeX is visible: {raw.group(0)!r}")
     if "Traceback (most recent call last)" in dom or re.search(r'class="[^"]*\btraceback\b', dom):
         problems.append("a Python traceback is shown")
+    for anim in re.findall(r'<img id="(_anim_img\w+)"([^>]*)>', dom):  # matplotlib's players set their first frame
+        if 'src="data:image/' not in anim[1]:
+            problems.append(f"an interactive figure did not start (no frame in {anim[0]})")
     for target in re.findall(r'<script[^>]*\ssrc="(https?://[^"]+)"', dom) + re.findall(r'<link[^>]*\shref="(https?://[^"]+\.(?:css|js)[^"]*)"', dom):
         problems.append(f"loads from the network (missing offline): {target}")
     for kind, target in re.findall(r'<(img)[^>]*\ssrc="([^"]+)"', dom) + re.findall(r'<(a)[^>]*\shref="([^"#][^"]*)"', dom):

@@ -110,3 +110,7 @@ def test_page_check_names_what_a_reader_offline_would_miss(tmp_path):
     assert any("require.min.js" in p for p in problems) and any("font-awesome" in p for p in problems)
     assert "broken image: gone.png" in problems
     assert page_problems('<p class="math">$x$</p>', page, tmp_path)[0] == "formulas were not rendered by MathJax"
+    # a player whose script ran shows its first frame; one whose script did not, nothing
+    assert page_problems('<img id="_anim_img1a2b" src="data:image/jpeg;base64,AAAA">', page, tmp_path) == []
+    assert page_problems('<img id="_anim_img1a2b">', page, tmp_path) == [
+        "an interactive figure did not start (no frame in _anim_img1a2b)"]
