@@ -78,6 +78,15 @@ def test_runtime_table_in_intro_is_up_to_date():
     assert table == book.runtime_table(runtimes, names), "run `make runtimes` or update intro.md"
 
 
+def test_runtime_table_marks_gpu_estimates_and_prefers_measurements():
+    names = ["12_diffusion"]
+    estimated = book.runtime_table({"diffusion": {"cpu": 510.0, "gpu": None, "gpu_estimate": 1550.0}}, names)
+    assert "| 8.5 min | not measured (training estimated at ~25.8 min) |" in estimated
+    measured = book.runtime_table({"diffusion": {"cpu": 510.0, "gpu": 300.0, "gpu_estimate": 1550.0}}, names)
+    assert measured.endswith("| 8.5 min | 5.0 min |")
+    assert book.runtime_table({"diffusion": {"cpu": None, "gpu": None}}, names).endswith("| not measured | not measured |")
+
+
 def test_book_configuration():
     cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
     assert cfg["only_build_toc_files"] is True
