@@ -282,7 +282,8 @@ def build(root: Path = Path("."), output: Path | None = None, profile: str | Non
         cmd += ["--path-output", str(out)]
     if rebuild_all:
         cmd.append("--all")
-    env = {**os.environ, config.ENV_PROFILE: prof}
+    # the kernels know they run for a static page: explorers open no widgets (gencourse.widgets)
+    env = {**os.environ, config.ENV_PROFILE: prof, "GENCOURSE_BOOK_BUILD": "1"}
     print(f"gencourse: building the book under the {prof} profile: {' '.join(cmd)}", flush=True)
     rc = subprocess.call(cmd, env=env)
     if rc == 0:

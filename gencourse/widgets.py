@@ -5,7 +5,11 @@ returns a figure; the notebook calls it once (a static figure for readers withou
 for the rendered book), then offers the explorer in a cell tagged ``nbval-ignore-output``. An
 explorer uses sliders with ``continuous_update=False`` (one redraw per release, not per pixel of
 drag). Without ipywidgets or outside a running kernel, an explorer draws its initial state as a
-static figure and returns ``None``.
+static figure and returns ``None``. While the book is being built (``python -m gencourse.book
+build`` sets ``GENCOURSE_BOOK_BUILD=1`` for its kernels), an explorer creates no widget and prints
+one line instead: a slider cannot move in a static page, the cell before it already shows the
+initial state, and a cell that opens widgets can leave the notebook runner waiting forever for a
+reply (nbclient issue 312: ``make book`` hung for half an hour on chapter 04's explorer).
 
 Explorers:
 
@@ -15,13 +19,16 @@ Explorers:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-__all__ = ["has_kernel", "latent_view", "latent_explorer"]
+__all__ = ["has_kernel", "building_book", "latent_view", "latent_explorer"]
+
+BOOK_BUILD_ENV = "GENCOURSE_BOOK_BUILD"
 
 
 def has_kernel() -> bool:
@@ -32,6 +39,11 @@ def has_kernel() -> bool:
         return False
     shell = get_ipython()
     return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def building_book() -> bool:
+    """``True`` while ``python -m gencourse.book build`` executes the chapters (``GENCOURSE_BOOK_BUILD=1``)."""
+    return os.environ.get(BOOK_BUILD_ENV) == "1"
 
 
 def _as_point(z) -> torch.Tensor:
@@ -111,12 +123,17 @@ def latent_explorer(
     """Two sliders ``z1``, ``z2`` in ``[-lim, lim]`` move the point of :func:`latent_view`.
 
     In a running kernel with ipywidgets, displays and returns the ``ipywidgets.interactive``
-    object (sliders with ``continuous_update=False``). Otherwise draws the view at ``z0`` as a
-    static figure and returns ``None``.
+    object (sliders with ``continuous_update=False``). While the book is built
+    (:func:`building_book`), prints that the explorer needs a kernel and returns ``None``.
+    Otherwise draws the view at ``z0`` as a static figure and returns ``None``.
     """
     z0 = _as_point(z0)
     if not lim > 0 or not step > 0:
         raise ValueError(f"lim and step must be > 0, got lim={lim!r}, step={step!r}")
+    if building_book():
+        print("The explorer needs a running kernel: open this chapter as a notebook (locally or on Colab) "
+              "to move its sliders.")
+        return None
     try:
         import ipywidgets
     except ImportError:

@@ -59,3 +59,28 @@ def test_latent_explorer_in_a_kernel_builds_sliders_that_update_on_release(monke
     assert set(sliders) == {"z1", "z2"}
     assert all(not s.continuous_update and s.min == -2.5 and s.max == 2.5 for s in sliders.values())
     assert sliders["z1"].value == 0.5
+
+
+def test_latent_explorer_opens_no_widget_while_the_book_is_built(monkeypatch, capsys):
+    """A book build's kernels get GENCOURSE_BOOK_BUILD=1: no widget (nbclient can hang on one), one line instead."""
+    monkeypatch.setattr(widgets, "has_kernel", lambda: True)
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda *a, **k: shown.append(a))
+    monkeypatch.setenv(widgets.BOOK_BUILD_ENV, "1")
+    n_before = len(plt.get_fignums())
+    assert widgets.building_book()
+    assert widgets.latent_explorer(_decode, lim=2.5) is None
+    assert shown == [] and len(plt.get_fignums()) == n_before
+    assert "needs a running kernel" in capsys.readouterr().out
+    monkeypatch.setenv(widgets.BOOK_BUILD_ENV, "0")
+    assert not widgets.building_book()
+
+
+def test_the_book_build_tells_its_kernels(monkeypatch, tmp_path):
+    from gencourse import book
+
+    seen = {}
+    monkeypatch.setattr(book.subprocess, "call", lambda cmd, env: seen.update(env) or 1)
+    (tmp_path / "_build").mkdir()
+    assert book.build(tmp_path, profile="smoke") == 1
+    assert seen[widgets.BOOK_BUILD_ENV] == "1" and seen["GENCOURSE_PROFILE"] == "smoke"
