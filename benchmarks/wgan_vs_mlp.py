@@ -12,7 +12,7 @@ the predicted classes (ln 10 = 2.303 when all ten digits are equally frequent).
 
 * **chapter 08** (:func:`gencourse.recipes.wgan.wgan_settings`): chapter 07's DCGAN generator and
   :class:`~gencourse.models.wgan.ConvCritic` (its discriminator without batch norm), ``ngf = ndf = 16``,
-  Adam 5e-4, β = (0.5, 0.9), samples from an EMA of G (decay 0.995).
+  Adam 3e-3 decayed linearly to 0 over the budget, β = (0.5, 0.9), samples from an EMA of G (decay 0.995).
 * **public MLP recipe**, written from its description: :class:`~gencourse.models.wgan.PublicMLPGenerator`
   (z of 100 → 128 → 256 → 512 → 1024 → 784, batch norm, LeakyReLU, Tanh) and
   :class:`~gencourse.models.wgan.PublicMLPCritic` (784 → 512 → 256 → 1), Adam 2e-4, β = (0.5, 0.999),
@@ -50,9 +50,10 @@ def score(G: torch.nn.Module, n: int = 2000) -> dict:
 
 
 def train_for_cpu_seconds(name, G, critic, x_train, *, lr, betas, budget, ema_decay, seed, n_critic=5,
-                          lambda_gp=10.0, batch_size=64, fractions=(0.25, 0.5, 0.75, 1.0)) -> dict:
+                          lambda_gp=10.0, batch_size=64, lr_decay=None, fractions=(0.25, 0.5, 0.75, 1.0)) -> dict:
     """WGAN-GP until ``budget`` CPU seconds of training; score at ``fractions`` of the budget (the
-    scoring itself is not counted)."""
+    scoring itself is not counted). With ``lr_decay="linear"`` both learning rates fall linearly
+    to 0 over the budget (the recipe's decay over its steps, in CPU time)."""
     opt_G = torch.optim.Adam(G.parameters(), lr, betas=betas)
     opt_C = torch.optim.Adam(critic.parameters(), lr, betas=betas)
     ema = gc.train.EMA(G, ema_decay) if ema_decay else None
@@ -70,6 +71,10 @@ def train_for_cpu_seconds(name, G, critic, x_train, *, lr, betas, budget, ema_de
             ema.update(G)
         step += 1
         cpu += time.process_time() - t_cpu
+        if lr_decay == "linear":
+            for opt in (opt_G, opt_C):
+                for group in opt.param_groups:
+                    group["lr"] = lr * max(0.0, 1 - cpu / budget)
         wall += time.perf_counter() - t_wall
         if cpu >= marks[0]:
             marks.pop(0)
@@ -129,11 +134,13 @@ def main(argv=None) -> int:
     built = wgan_recipe.build_wgan({**s, "seed": args.seed})
     G, critic = built["G"], built["critic"]
     models["chapter08"] = {
-        "description": f"DCGAN generator ngf {s['ngf']} + ConvCritic ndf {s['ndf']}, Adam {s['lr']:g}, betas {tuple(s['betas'])}, "
-                       f"EMA {s['ema_decay']}",
+        "description": f"DCGAN generator ngf {s['ngf']} + ConvCritic ndf {s['ndf']}, Adam {s['lr']:g}"
+                       f"{' decayed linearly to 0 over the budget' if s['lr_decay'] == 'linear' else ''}, "
+                       f"betas {tuple(s['betas'])}, EMA {s['ema_decay']}",
         "parameters_G": sum(p.numel() for p in G.parameters()), "parameters_critic": sum(p.numel() for p in critic.parameters()),
         **train_for_cpu_seconds("chapter 08", G, critic, x_train, lr=s["lr"], betas=tuple(s["betas"]),
-                                budget=args.cpu_seconds, ema_decay=s["ema_decay"], seed=args.seed),
+                                budget=args.cpu_seconds, ema_decay=s["ema_decay"], seed=args.seed,
+                                lr_decay=s["lr_decay"]),
     }
     torch.manual_seed(args.seed)
     G, critic = wgan.PublicMLPGenerator(), wgan.PublicMLPCritic()

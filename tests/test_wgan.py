@@ -193,3 +193,25 @@ def test_critic_grad_norms_match_autograd_per_sample():
         (grad,) = torch.autograd.grad(critic(xb).sum(), xb)
         assert norms[b].item() == pytest.approx(grad.norm().item(), rel=1e-5)
     assert all(p.grad is None and p.requires_grad for p in critic.parameters())
+
+
+def test_wgan_recipe_decays_both_learning_rates_linearly(monkeypatch, tmp_path):
+    """lr_decay="linear": generator step i runs at lr * (1 - (i - 1) / steps) for both optimisers."""
+    from gencourse import train as train_mod
+    from gencourse.recipes import wgan as recipe
+
+    monkeypatch.setenv("GENCOURSE_DATA", str(tmp_path))
+    seen = {"critic": [], "G": []}
+    critic_step, g_step = train_mod.critic_step, train_mod.wgan_g_step
+    monkeypatch.setattr(train_mod, "critic_step",
+                        lambda G, C, opt, *a, **k: seen["critic"].append(opt.param_groups[0]["lr"]) or critic_step(G, C, opt, *a, **k))
+    monkeypatch.setattr(train_mod, "wgan_g_step",
+                        lambda G, C, opt, *a, **k: seen["G"].append(opt.param_groups[0]["lr"]) or g_step(G, C, opt, *a, **k))
+    settings = recipe.wgan_settings(steps=4, n_critic=2, batch_size=8, n_checkpoints=0, n_fid=16, lr=1e-3)
+    assert settings["lr_decay"] == "linear"
+    recipe.train_wgan(recipe.build_wgan(settings), settings, progress=False)
+    expected = [1e-3 * (1 - i / 4) for i in range(4)]
+    assert seen["G"] == pytest.approx(expected)
+    assert seen["critic"] == pytest.approx([v for v in expected for _ in range(2)])
+    with pytest.raises(ValueError, match="lr_decay"):
+        recipe.wgan_settings(lr_decay="cosine")
