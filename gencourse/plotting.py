@@ -95,10 +95,11 @@ def _show(ax, image: np.ndarray):
 
 
 #: matplotlib's player draws its buttons with Font Awesome from a CDN: offline they would be blank.
-#: The same buttons as plain characters, so that the page needs nothing from the network.
-_BUTTONS = {"fa fa-minus": "&minus;", "fa fa-fast-backward": "&#x23EE;", "fa fa-step-backward": "&#x25C1;",
+#: The same buttons as plain characters, so that the page needs nothing from the network; characters
+#: that common fonts (DejaVu) have: the media symbols U+23EE/U+23ED drew empty boxes in Chromium on Debian.
+_BUTTONS = {"fa fa-minus": "&minus;", "fa fa-fast-backward": "&#x21E4;", "fa fa-step-backward": "&#x25C1;",
             "fa fa-play fa-flip-horizontal": "&#x25C0;", "fa fa-pause": "&#x2759;&#x2759;", "fa fa-play": "&#x25B6;",
-            "fa fa-step-forward": "&#x25B7;", "fa fa-fast-forward": "&#x23ED;", "fa fa-plus": "+"}
+            "fa fa-step-forward": "&#x25B7;", "fa fa-fast-forward": "&#x21E5;", "fa fa-plus": "+"}
 
 
 def _offline_player(html: str) -> str:

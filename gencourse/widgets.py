@@ -131,8 +131,7 @@ def latent_explorer(
     if not lim > 0 or not step > 0:
         raise ValueError(f"lim and step must be > 0, got lim={lim!r}, step={step!r}")
     if building_book():
-        print("The explorer needs a running kernel: open this chapter as a notebook (locally or on Colab) "
-              "to move its sliders.")
+        print("The explorer needs a running kernel: run this chapter as a notebook.")
         return None
     try:
         import ipywidgets
