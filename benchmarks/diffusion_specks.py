@@ -8,7 +8,7 @@ noise for every sampler) with DDIM at S = 20 and 50 steps, with and without clam
 x_0 to [-1, 1] at every step (``diffusion.ddim_step(..., clip_x0=1.0)``). For each: FID,
 precision and recall against the held-out images (:func:`gencourse.metrics.evaluate`), and the
 **speck fraction**: among the pixels farther than 3 pixels from any stroke pixel (value above 0.5),
-the fraction brighter than 0.1 (images in [0, 1]), the measure of issue "sharper samples". Real
+the fraction brighter than 0.1 (images in [0, 1]). Real
 held-out digits give the floor. Writes ``results/diffusion_specks.{json,md}``; not part of the tests.
 """
 
