@@ -283,7 +283,7 @@ def build(root: Path = Path("."), output: Path | None = None, profile: str | Non
     if rebuild_all:
         cmd.append("--all")
     # the kernels know they run for a static page: explorers open no widgets (gencourse.widgets)
-    env = {**os.environ, config.ENV_PROFILE: prof, "GENCOURSE_BOOK_BUILD": "1"}
+    env = {**os.environ, config.ENV_PROFILE: prof, config.ENV_BOOK_BUILD: "1"}
     print(f"gencourse: building the book under the {prof} profile: {' '.join(cmd)}", flush=True)
     rc = subprocess.call(cmd, env=env)
     if rc == 0:

@@ -33,6 +33,8 @@ PROFILES = ("smoke", "cpu", "gpu")
 ENV_PROFILE = "GENCOURSE_PROFILE"
 ENV_DATA = "GENCOURSE_DATA"
 ENV_WORKERS = "GENCOURSE_WORKERS"
+#: set to "1" by ``python -m gencourse.book build`` for the kernels that execute the chapters
+ENV_BOOK_BUILD = "GENCOURSE_BOOK_BUILD"
 
 __all__ = [
     "PROFILES",

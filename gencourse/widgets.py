@@ -26,9 +26,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-__all__ = ["has_kernel", "building_book", "latent_view", "latent_explorer"]
+from .config import ENV_BOOK_BUILD as BOOK_BUILD_ENV
 
-BOOK_BUILD_ENV = "GENCOURSE_BOOK_BUILD"
+__all__ = ["has_kernel", "building_book", "latent_view", "latent_explorer"]
 
 
 def has_kernel() -> bool:

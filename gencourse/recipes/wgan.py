@@ -113,6 +113,9 @@ def train_wgan(modules: dict, settings: dict, progress: bool = True) -> train.Hi
     opt_G = torch.optim.Adam(G.parameters(), settings["lr"], betas=tuple(settings["betas"]))
     opt_C = torch.optim.Adam(critic.parameters(), settings["lr"], betas=tuple(settings["betas"]))
     steps, B, d = settings["steps"], settings["batch_size"], settings["latent_dim"]
+    # lr_decay="linear": both learning rates fall linearly to 0 at the last generator step
+    schedules = [torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1 - i / steps)
+                 for opt in (opt_G, opt_C)] if settings["lr_decay"] == "linear" else []
     z_fixed = torch.randn(record.images.shape[1], d, generator=g).to(device)
     z_fid = torch.randn(settings["n_fid"], d, generator=g)
     snap_steps = torch.linspace(0, steps, record.images.shape[0]).round().long().tolist()
@@ -131,10 +134,8 @@ def train_wgan(modules: dict, settings: dict, progress: bool = True) -> train.Hi
         out = {k: sum(o[k] for o in outs) / len(outs) for k in outs[0]}
         out.update(train.wgan_g_step(G_, critic_, opt_G, distributed.randn((b, d), generator=g).to(device)))  # ... one G step
         ema.update(G)
-        if settings["lr_decay"] == "linear":  # both learning rates fall linearly to 0 at the last step
-            for opt in (opt_G, opt_C):
-                for group in opt.param_groups:
-                    group["lr"] = settings["lr"] * (1 - i / steps)
+        for schedule in schedules:
+            schedule.step()
         if i in snap_steps:
             record.images[snap_steps.index(i)] = gan.generate(ema.module, z=z_fixed).to(device)
             record.steps[snap_steps.index(i)] = i
