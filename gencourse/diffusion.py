@@ -22,7 +22,8 @@ thermodynamics*; Ho, Jain & Abbeel (2020), *Denoising diffusion probabilistic mo
 eq. 4, 7, 11, Algorithms 1 and 2); Nichol & Dhariwal (2021), *Improved denoising diffusion
 probabilistic models* (the cosine schedule, eq. 17); Song, Meng & Ermon (2021), *Denoising
 diffusion implicit models* (DDIM: eq. 12, 16); Ho & Salimans (2021), *Classifier-free diffusion
-guidance* (eq. 6, Algorithms 1 and 2).
+guidance* (eq. 6, Algorithms 1 and 2); Salimans & Ho (2022), *Progressive distillation for fast
+sampling of diffusion models* (the v-parameterisation, section 4 and appendix D).
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ __all__ = [
     "q_sample",
     "q_posterior",
     "predict_x0",
+    "v_target",
+    "eps_from_v",
+    "EpsFromV",
     "sample_t",
     "ddpm_loss",
     "drop_labels",
@@ -308,6 +312,49 @@ def predict_x0(x_t: torch.Tensor, t, eps: torch.Tensor, alpha_bar: torch.Tensor)
     return (x_t - (1.0 - a_bar).sqrt() * eps) / a_bar.sqrt()
 
 
+def v_target(x0: torch.Tensor, t, eps: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+    r"""The velocity of Salimans & Ho (2022): :math:`v = \sqrt{\bar\alpha_t}\,\varepsilon - \sqrt{1 - \bar\alpha_t}\,x_0`,
+    the target of a v-prediction network. With :math:`x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1 - \bar\alpha_t}\,\varepsilon`,
+    :math:`(x_t, v)` is a rotation of :math:`(x_0, \varepsilon)`. Shapes as in :func:`q_sample`."""
+    _check_table(alpha_bar, "alpha_bar")
+    _check_like("eps", eps, x0, "x0")
+    a_bar = extract(alpha_bar, t, x0)
+    return a_bar.sqrt() * eps - (1.0 - a_bar).sqrt() * x0
+
+
+def eps_from_v(x_t: torch.Tensor, t, v: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+    r"""The noise that a velocity (prediction) implies: :math:`\hat\varepsilon = \sqrt{\bar\alpha_t}\,\hat v + \sqrt{1 - \bar\alpha_t}\,x_t`
+    (invert the rotation of :func:`v_target`), so that every sampler written for an
+    :math:`\varepsilon`-network runs a v-network unchanged. Shapes as in :func:`q_sample`."""
+    _check_table(alpha_bar, "alpha_bar")
+    _check_like("v", v, x_t, "x_t")
+    a_bar = extract(alpha_bar, t, x_t)
+    return a_bar.sqrt() * v + (1.0 - a_bar).sqrt() * x_t
+
+
+class EpsFromV(torch.nn.Module):
+    r"""Wrap a v-prediction network ``v_model(x_t, t[, y])`` as the :math:`\varepsilon`-network
+    ``(x_t, t[, y]) -> eps_from_v(x_t, t, v_model(x_t, t[, y]), alpha_bar)`` that the samplers and
+    :func:`guided_model` take. Attributes of the wrapped network (``null_label``, ``in_channels``,
+    ``image_size``, ...) are read through. Guidance commutes with the wrap: :math:`\hat\varepsilon`
+    is affine in :math:`\hat v` with the same :math:`x_t`, so guiding :math:`v` or :math:`\varepsilon`
+    gives the same samples."""
+
+    def __init__(self, v_model: torch.nn.Module, alpha_bar: torch.Tensor):
+        super().__init__()
+        self.v_model = v_model
+        self.register_buffer("alpha_bar", _check_table(alpha_bar, "alpha_bar").detach().clone())
+
+    def forward(self, x_t: torch.Tensor, t, *args) -> torch.Tensor:
+        return eps_from_v(x_t, t, self.v_model(x_t, t, *args), self.alpha_bar.to(x_t.device))
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(super().__getattr__("v_model"), name)
+
+
 # ----------------------------------------------------------------------------------------------
 # training: Algorithm 1
 # ----------------------------------------------------------------------------------------------
@@ -329,6 +376,7 @@ def ddpm_loss(
     t: torch.Tensor | None = None,
     eps: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    prediction: str = "eps",
 ) -> torch.Tensor:
     r"""The simplified DDPM objective of Ho et al. (eq. 14, Algorithm 1), :math:`\varepsilon`-prediction:
 
@@ -349,10 +397,17 @@ def ddpm_loss(
         y: optional labels ``(B,)`` for a conditional model.
         t: optional time steps ``(B,)`` in ``1..T`` (default: drawn uniformly with ``generator``).
         eps: optional noise of the shape of ``x0`` (default: drawn with ``generator``).
+        prediction: ``"eps"`` (the network predicts :math:`\varepsilon`, as above) or ``"v"``
+            (it predicts :func:`v_target`, :math:`\|v - v_\theta(x_t, t)\|^2`, Salimans & Ho, 2022).
+            In terms of the implied noise (:func:`eps_from_v`) the v-loss is the
+            :math:`\varepsilon`-loss weighted by :math:`1/\bar\alpha_t`: more weight on the noisy
+            steps, where the digit's shape is decided. Same random numbers in the same order.
 
     Returns:
         the scalar loss.
     """
+    if prediction not in ("eps", "v"):
+        raise ValueError(f"prediction must be 'eps' or 'v', got {prediction!r}")
     _check_table(alpha_bar, "alpha_bar")
     B = x0.shape[0]
     T = alpha_bar.shape[0] - 1
@@ -364,7 +419,7 @@ def ddpm_loss(
     if not torch.is_tensor(eps_hat) or eps_hat.shape != x0.shape:
         got = tuple(eps_hat.shape) if torch.is_tensor(eps_hat) else type(eps_hat).__name__
         raise ValueError(f"eps_model must return a tensor of the shape of x0, {tuple(x0.shape)}, got {got}")
-    return F.mse_loss(eps_hat, eps)
+    return F.mse_loss(eps_hat, eps if prediction == "eps" else v_target(x0, t, eps, alpha_bar))
 
 
 def drop_labels(

@@ -277,19 +277,23 @@ def _memorised(n, generator):
 # ----------------------------------------------------------------------------------------------
 
 
-@register("VAE", chapter="04", value_range="01", description="convolutional VAE, d = 16, Bernoulli decoder means")
+@register("VAE", chapter="04", value_range="01",
+          description=f"convolutional VAE, d = 16, Bernoulli decoder means, codes from a {vae.PRIOR_COMPONENTS['vae']}-Gaussian mixture fitted to the training codes")
 def _vae_entry(n: int, generator: torch.Generator) -> Samples:
     model, history = vae.vae_mnist("vae", progress=False)
-    x = torch.cat([model.sample(min(1000, n - i), generator=generator).cpu() for i in range(0, n, 1000)])
+    prior = vae.fit_prior(model)
+    x = torch.cat([model.sample(min(1000, n - i), generator=generator, prior=prior).cpu() for i in range(0, n, 1000)])
     return Samples(x, history.seconds)
 
 
-@register("CVAE", chapter="04", value_range="01", description="conditional VAE, d = 16, 10 classes")
+@register("CVAE", chapter="04", value_range="01",
+          description="conditional VAE, d = 16, 10 classes, codes from a Gaussian per class fitted to the training codes")
 def _cvae_entry(n: int, generator: torch.Generator) -> Samples:
     model, history = vae.vae_mnist("cvae", progress=False)
+    prior = vae.fit_prior(model)
     labels = torch.arange(n) % 10
     device = next(model.parameters()).device
-    x = torch.cat([model.sample(len(yb), yb.to(device), generator=generator).cpu() for yb in labels.split(1000)])
+    x = torch.cat([model.sample(len(yb), yb.to(device), generator=generator, prior=prior).cpu() for yb in labels.split(1000)])
     return Samples(x, history.seconds, labels)
 
 

@@ -666,6 +666,7 @@ def ddpm_train_step(
     lr: float | None = None,
     ema: EMA | None = None,
     generator: torch.Generator | None = None,
+    prediction: str = "eps",
 ) -> dict:
     r"""One update of an :math:`\varepsilon`-network (Ho et al., 2020, Algorithm 1; chapter 12): the
     training step, not to be confused with the sampling step :func:`gencourse.diffusion.ddpm_sample_step`.
@@ -680,11 +681,12 @@ def ddpm_train_step(
     :func:`gencourse.diffusion.ddpm_loss` draws :math:`t` and :math:`\varepsilon`. Backward, the
     learning rate set to ``lr`` (when given, e.g. from :func:`lr_cosine`), ``opt.step()``, and
     ``ema.update(model)`` when an :class:`EMA` is given. ``x0`` ``(B, C, H, W)``, ``alpha_bar``
-    ``(T + 1,)`` on ``x0``'s device. Returns ``{"loss": float}``.
+    ``(T + 1,)`` on ``x0``'s device. ``prediction="v"`` trains a v-network instead
+    (:func:`gencourse.diffusion.ddpm_loss`). Returns ``{"loss": float}``.
     """
     if y is not None and null_label is not None:
         y = diffusion.drop_labels(y, p_uncond, null_label, generator=generator)
-    loss = diffusion.ddpm_loss(model, x0, alpha_bar, y=y, generator=generator)
+    loss = diffusion.ddpm_loss(model, x0, alpha_bar, y=y, generator=generator, prediction=prediction)
     return _update(model, opt, loss, lr, ema)
 
 

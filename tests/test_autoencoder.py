@@ -333,3 +333,95 @@ def test_vae_mnist_trains_once_then_loads_and_feeds_the_scoreboard(tmp_path, mon
     assert out.x.shape == (12, 1, 28, 28) and 0 <= out.x.min() and out.x.max() <= 1
     assert out.labels.tolist() == [i % 10 for i in range(12)]
     assert entries["VAE"].factory(5, torch.Generator().manual_seed(0)).x.shape == (5, 1, 28, 28)
+
+
+# ------------------------------------------------------------------------------ a prior fitted after training
+
+
+def _scipy_mixture_logpdf(z, weights, means, covs):
+    dens = sum(w * scipy.stats.multivariate_normal(m, c).pdf(z) for w, m, c in zip(weights, means, covs))
+    return np.log(dens)
+
+
+def test_mixture_prior_log_prob_matches_scipy_and_sklearn():
+    from sklearn.mixture import GaussianMixture
+
+    g = torch.Generator().manual_seed(0)
+    codes = torch.cat([torch.randn(300, 3, generator=g) * 0.5 + 2, torch.randn(200, 3, generator=g) @ torch.tensor(
+        [[1.0, 0.5, 0.0], [0.0, 1.0, 0.3], [0.0, 0.0, 0.4]]) - 1])
+    prior = ae.MixturePrior.fit(codes, n_components=2, seed=0)
+    gm = GaussianMixture(2, covariance_type="full", random_state=0).fit(codes.double().numpy())
+    z = torch.randn(50, 3, generator=g) * 2
+    expected = _scipy_mixture_logpdf(z.double().numpy(), gm.weights_, gm.means_, gm.covariances_)
+    np.testing.assert_allclose(prior.log_prob(z).numpy(), expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(prior.log_prob(z).numpy(), gm.score_samples(z.double().numpy()), rtol=1e-4, atol=1e-4)
+    assert prior.n_classes == 0 and prior.weights.shape == (1, 2)
+
+
+def test_mixture_prior_per_class_fits_each_class_and_samples_from_it():
+    g = torch.Generator().manual_seed(1)
+    y = torch.arange(3).repeat_interleave(400)
+    centres = torch.tensor([[-4.0, 0.0], [0.0, 4.0], [4.0, 0.0]])
+    scales = torch.tensor([0.5, 1.0, 0.25])
+    codes = centres[y] + scales[y, None] * torch.randn(1200, 2, generator=g)
+    prior = ae.MixturePrior.fit(codes, y, n_components=1)
+    assert prior.n_classes == 3
+    # one Gaussian per class: its maximum-likelihood mean and (biased) covariance, as scipy's density
+    for c in range(3):
+        m, cov = codes[y == c].double().mean(0), np.cov(codes[y == c].double().numpy().T, bias=True)
+        z = torch.randn(5, 2, generator=g) + centres[c]
+        expected = scipy.stats.multivariate_normal(m.numpy(), cov + 1e-6 * np.eye(2)).logpdf(z.double().numpy())
+        np.testing.assert_allclose(prior.log_prob(z, torch.full((5,), c)).numpy(), expected, rtol=1e-4, atol=1e-4)
+    labels = torch.tensor([0, 1, 2]).repeat(4000)
+    s = prior.sample(len(labels), labels, generator=torch.Generator().manual_seed(0))
+    for c in range(3):  # the fitted class Gaussian: the codes' mean and standard deviations
+        torch.testing.assert_close(s[labels == c].mean(0), codes[y == c].mean(0), atol=0.04 * scales[c].item(), rtol=0)
+        torch.testing.assert_close(s[labels == c].std(0), codes[y == c].std(0), atol=0.03 * scales[c].item(), rtol=0)
+    again = prior.sample(len(labels), labels, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(s, again)  # every random number from the generator
+    with pytest.raises(ValueError, match="pass the labels y"):
+        prior.sample(4)
+    with pytest.raises(ValueError, match="labels in 0..2"):
+        prior.log_prob(torch.zeros(2, 2), torch.tensor([0, 3]))
+
+
+def test_mixture_prior_samples_follow_the_weights_and_covariances():
+    weights = torch.tensor([[0.2, 0.8]])
+    means = torch.tensor([[[-10.0, 0.0], [10.0, 0.0]]])
+    covs = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[2.0, 1.2], [1.2, 1.0]]])[None]
+    prior = ae.MixturePrior(weights, means, covs)
+    s = prior.sample(40_000, generator=torch.Generator().manual_seed(0))
+    right = s[:, 0] > 0
+    assert abs(right.float().mean().item() - 0.8) < 0.01
+    emp = np.cov(s[right].double().numpy().T)
+    np.testing.assert_allclose(emp, covs[0, 1].numpy(), atol=0.06)  # L @ eps has covariance L L^T = Sigma
+    with pytest.raises(ValueError, match="sum to 1"):
+        ae.MixturePrior(torch.tensor([[0.5, 0.6]]), means, covs)
+    with pytest.raises(ValueError, match="expected weights"):
+        ae.MixturePrior(weights, means[0], covs)
+    with pytest.raises(ValueError, match="need at least 10 codes"):
+        ae.MixturePrior.fit(torch.randn(5, 2), n_components=10)
+    with pytest.raises(ValueError, match="unconditional"):
+        prior.log_prob(torch.zeros(3, 2), torch.zeros(3))
+
+
+def test_vae_with_a_standard_normal_mixture_prior_is_the_vae():
+    """A one-component 'mixture' N(0, I) is the VAE's own prior: the same samples, the same log-weights."""
+    torch.manual_seed(0)
+    model = ae.CVAE(latent_dim=3, **SMALL).eval()
+    x, y = torch.rand(4, 1, 28, 28), torch.tensor([1, 2, 3, 1])
+    std = ae.MixturePrior(torch.ones(10, 1), torch.zeros(10, 1, 3), torch.eye(3).expand(10, 1, 3, 3))
+    lw = ae.log_weights(model, x, 6, y, generator=torch.Generator().manual_seed(0))
+    lw_prior = ae.log_weights(model, x, 6, y, generator=torch.Generator().manual_seed(0), prior=std)
+    torch.testing.assert_close(lw_prior, lw, rtol=1e-5, atol=1e-4)
+    a = ae.evaluate(model, x, y, K=400, generator=torch.Generator().manual_seed(1))
+    b = ae.evaluate(model, x, y, K=400, generator=torch.Generator().manual_seed(1), prior=std)
+    assert math.isclose(a["iwae"], b["iwae"], rel_tol=1e-5) and math.isclose(a["elbo"], b["elbo"], rel_tol=1e-5)
+    assert abs(a["kl"] - b["kl"]) < 0.1 * a["kl"] + 0.05  # closed form against its Monte Carlo estimate
+    with pytest.raises(ValueError, match="pass the labels y"):
+        ae.log_weights(ae.VAE(latent_dim=3, **SMALL), x, 2, prior=std)
+    with pytest.raises(ValueError, match="3-dimensional"):
+        ae.VAE(latent_dim=2, **SMALL).sample(2, prior=ae.MixturePrior.fit(torch.randn(50, 3), n_components=1))
+    out = model.sample(4, y, generator=torch.Generator().manual_seed(0), prior=std)
+    ref = model.decode(torch.randn(4, 3, generator=torch.Generator().manual_seed(0)).mul(0), y)  # shape only
+    assert out.shape == ref.shape == (4, 1, 28, 28)

@@ -445,3 +445,63 @@ def test_guided_model_batches_both_passes():
     assert torch.allclose(out, 3 * cond - 2 * uncond)
     calls.clear()
     assert torch.equal(D.guided_model(model, y, 0.0, null_label=10)(x, t), cond) and len(calls[0]) == 2
+
+
+# ------------------------------------------------------------------------------ v-prediction
+
+
+def test_v_target_is_a_rotation_of_x0_and_eps_and_eps_from_v_inverts_it(sched):
+    g = gen(11)
+    x0, eps = torch.randn(5, 1, 4, 4, generator=g), torch.randn(5, 1, 4, 4, generator=g)
+    t = torch.tensor([1, 10, 300, 999, 1000])
+    ab = sched.alpha_bar[t].double().view(5, 1, 1, 1)
+    x_t = D.q_sample(x0, t, eps, sched.alpha_bar)
+    v = D.v_target(x0, t, eps, sched.alpha_bar)
+    # Salimans & Ho (2022): v = sqrt(ab) eps - sqrt(1 - ab) x0, in float64 by hand
+    torch.testing.assert_close(v.double(), ab.sqrt() * eps.double() - (1 - ab).sqrt() * x0.double(), rtol=1e-5, atol=1e-6)
+    # a rotation: (x_t, v) has the norm of (x0, eps), and x0 = sqrt(ab) x_t - sqrt(1 - ab) v
+    torch.testing.assert_close(x_t**2 + v**2, x0**2 + eps**2, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(ab.sqrt() * x_t.double() - (1 - ab).sqrt() * v.double(), x0.double(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(D.eps_from_v(x_t, t, v, sched.alpha_bar), eps, rtol=1e-4, atol=1e-5)
+
+
+def test_v_loss_matches_its_equation_and_is_the_eps_loss_weighted_by_one_over_alpha_bar(sched):
+    g = gen(12)
+    x0 = torch.randn(4, 1, 3, 3, generator=g)
+    t = torch.tensor([1, 200, 700, 1000])
+    eps = torch.randn_like(x0)
+    W = torch.randn(4, 1, 3, 3, generator=g)
+    v_model = lambda x_t, t_in: W * x_t  # noqa: E731
+    loss = D.ddpm_loss(v_model, x0, sched.alpha_bar, t=t, eps=eps, prediction="v")
+    ab = sched.alpha_bar[t].view(4, 1, 1, 1)
+    x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+    v = ab.sqrt() * eps - (1 - ab).sqrt() * x0
+    per_sample_v = ((W * x_t - v) ** 2).flatten(1).sum(1)
+    torch.testing.assert_close(loss, per_sample_v.mean() / 9, rtol=1e-5, atol=0)
+    # the noise that the prediction implies, and the eps-loss of it, weighted by 1 / alpha_bar
+    eps_hat = D.eps_from_v(x_t, t, W * x_t, sched.alpha_bar)
+    per_sample_eps = ((eps_hat - eps) ** 2).flatten(1).sum(1)
+    torch.testing.assert_close(per_sample_v, per_sample_eps / ab.flatten(), rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="prediction must be 'eps' or 'v'"):
+        D.ddpm_loss(v_model, x0, sched.alpha_bar, t=t, eps=eps, prediction="x0")
+
+
+def test_a_v_network_wrapped_as_an_eps_network_samples_a_point_mass_exactly(sched):
+    """The exact velocity of a point mass x*, wrapped, drives DDIM (and guidance) to x*."""
+    x_star = torch.tensor([[0.7, -0.4]])
+
+    class ExactV(torch.nn.Module):
+        null_label = 3
+
+        def forward(self, x_t, t, y=None):
+            ab = D.extract(sched.alpha_bar, t, x_t)
+            eps = (x_t - ab.sqrt() * x_star) / (1 - ab).sqrt()
+            return ab.sqrt() * eps - (1 - ab).sqrt() * x_star
+
+    wrapped = D.EpsFromV(ExactV(), sched.alpha_bar)
+    assert wrapped.null_label == 3  # attributes read through
+    x = D.ddim_sample(lambda x_t, t: wrapped(x_t, t), (64, 2), sched.alpha_bar, 10, generator=gen(13))
+    torch.testing.assert_close(x, x_star.expand(64, 2), rtol=0, atol=1e-3)
+    guided = D.guided_model(wrapped, torch.zeros(64, dtype=torch.long), 2.0, wrapped.null_label)
+    x = D.ddim_sample(guided, (64, 2), sched.alpha_bar, 10, generator=gen(13))
+    torch.testing.assert_close(x, x_star.expand(64, 2), rtol=0, atol=1e-3)

@@ -74,3 +74,23 @@ def test_ddpm_mnist_caches_and_sample_mnist(tmp_path, monkeypatch):
 def test_scoreboard_entry_is_registered():
     names = {e.name: e for e in scoreboard.entries()}
     assert "DDPM + CFG" in names and names["DDPM + CFG"].chapter == "12" and names["DDPM + CFG"].value_range == "pm1"
+
+
+def test_v_prediction_setting_is_absent_by_default_and_checked():
+    assert "prediction" not in dm.ddpm_settings(profile="cpu")  # the chapter's settings (and checkpoint) unchanged
+    assert "prediction" not in dm.ddpm_settings(profile="cpu", prediction="eps")
+    assert dm.ddpm_settings(profile="cpu", prediction="v")["prediction"] == "v"
+    with pytest.raises(ValueError, match="prediction must be 'eps' or 'v'"):
+        dm.ddpm_settings(prediction="x0")
+
+
+def test_v_prediction_recipe_trains_v_and_returns_an_eps_network(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENCOURSE_DATA", str(tmp_path))
+    monkeypatch.setenv("GENCOURSE_PROFILE", "smoke")
+    seen = []
+    real_loss = D.ddpm_loss
+    monkeypatch.setattr(D, "ddpm_loss", lambda *a, **k: seen.append(k.get("prediction")) or real_loss(*a, **k))
+    model, sched, history = dm.ddpm_mnist("ddpm_v_test", progress=False, prediction="v", steps=2)
+    assert seen == ["v", "v"] and isinstance(model, D.EpsFromV) and model.null_label == 10
+    x = dm.sample_mnist(model, sched, torch.tensor([0, 1]), w=1.0, n_steps=2, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (2, 1, 28, 28) and x.abs().max() <= 1

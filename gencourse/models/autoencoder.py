@@ -8,6 +8,9 @@ r"""Autoencoders and variational autoencoders (chapters 03–04).
   2014); the β-VAE (Higgins et al., 2017) is the same model trained with ``beta != 1``; with
   ``n_classes > 0`` (or :class:`CVAE`) encoder and decoder are conditioned on a class label
   (Sohn, Lee & Yan, 2015).
+* :class:`MixturePrior` — a Gaussian mixture fitted to the codes of the training images after
+  training (one mixture per class for a conditional VAE): a prior to sample from and to score
+  :math:`\log p(x)` with, closer to the codes the decoder was trained on than :math:`\mathcal N(0, I)`.
 * :func:`reparameterize`, :func:`decoder_input`, :func:`iwae_log_likelihood`, :func:`evaluate`,
   :func:`active_units`, :func:`interpolate`, :func:`gaussian_grid`.
 * :class:`LinearGaussian` — the linear-Gaussian latent model (probabilistic PCA, Tipping & Bishop,
@@ -49,6 +52,7 @@ __all__ = [
     "gaussian_grid",
     "LinearGaussian",
     "LatentAutoencoder",
+    "MixturePrior",
 ]
 
 
@@ -275,8 +279,10 @@ class VAE(nn.Module):
         return {"loss": (rec + beta * kl).mean(), "rec": rec, "kl": kl}
 
     @torch.no_grad()
-    def sample(self, n: int, y: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        r"""``n`` images from the model: :math:`z \sim \mathcal N(0, I)`, then the decoder's mean :math:`\sigma(\ell_\theta(z))`.
+    def sample(self, n: int, y: torch.Tensor | None = None, generator: torch.Generator | None = None,
+               prior: MixturePrior | None = None) -> torch.Tensor:
+        r"""``n`` images from the model: :math:`z \sim \mathcal N(0, I)` (or :math:`z \sim` ``prior``,
+        a :class:`MixturePrior` fitted to the training codes), then the decoder's mean :math:`\sigma(\ell_\theta(z))`.
 
         Shows the mean image of :math:`p_\theta(x \mid z)` (not a Bernoulli draw, which would be
         salt-and-pepper noise around it), as is customary. Returns ``(n, 1, 28, 28)``.
@@ -284,8 +290,13 @@ class VAE(nn.Module):
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive int, got {n!r}")
         device = next(self.parameters()).device
-        z = torch.randn(n, self.latent_dim, generator=generator).to(device)
-        return self.decode(z, y)
+        if prior is None:
+            z = torch.randn(n, self.latent_dim, generator=generator)
+        else:
+            if prior.means.shape[-1] != self.latent_dim:
+                raise ValueError(f"the prior is over {prior.means.shape[-1]}-dimensional codes, the model's are {self.latent_dim}-dimensional")
+            z = prior.sample(n, None if y is None else torch.as_tensor(y).cpu(), generator=generator)
+        return self.decode(z.to(device), y)
 
 
 class CVAE(VAE):
@@ -299,6 +310,123 @@ class CVAE(VAE):
 
 
 # ----------------------------------------------------------------------------------------------
+# A prior fitted to the codes after training
+# ----------------------------------------------------------------------------------------------
+
+
+class MixturePrior(nn.Module):
+    r"""A Gaussian mixture over the latent space, fitted to codes after the VAE is trained
+    (chapter 04, "ex-post density estimation", Ghosh et al., 2020):
+
+    .. math:: p_\psi(z \,[\mid y]) = \sum_{k=1}^K \pi_{y,k}\, \mathcal N(z;\, m_{y,k},\, \Sigma_{y,k})
+
+    with full covariances; one mixture for an unconditional VAE, one per class :math:`y` for a
+    conditional one. The VAE's training pushed each :math:`q_\phi(z \mid x)` towards
+    :math:`\mathcal N(0, I)`, but the codes of the training images (the *aggregate posterior*)
+    do not fill that ball evenly: a code drawn from :math:`\mathcal N(0, I)` often lands where
+    no training image was encoded, and the decoder answers with a blend. Drawing codes from a
+    density fitted to the codes it was trained on avoids those regions. The decoder is unchanged;
+    :math:`p_\psi` is a new prior, so the model :math:`p_\theta(x) = \int p_\theta(x \mid z)\,
+    p_\psi(z)\,dz` has its own likelihood (:func:`evaluate` with ``prior=``).
+
+    Build it with :meth:`fit` (expectation-maximisation by :class:`sklearn.mixture.GaussianMixture`);
+    the parameters are buffers: ``weights`` ``(C, K)``, ``means`` ``(C, K, d)``, ``scale_tril``
+    ``(C, K, d, d)`` (Cholesky factors of the covariances), with ``C = 1`` when unconditional.
+    """
+
+    def __init__(self, weights: torch.Tensor, means: torch.Tensor, covariances: torch.Tensor):
+        super().__init__()
+        if weights.ndim != 2 or means.ndim != 3 or covariances.ndim != 4 or means.shape[:2] != weights.shape \
+                or covariances.shape != (*means.shape, means.shape[-1]):
+            raise ValueError("expected weights (C, K), means (C, K, d) and covariances (C, K, d, d), got "
+                             f"{tuple(weights.shape)}, {tuple(means.shape)} and {tuple(covariances.shape)}")
+        if bool((weights < 0).any()) or not torch.allclose(weights.sum(1), torch.ones(weights.shape[0], dtype=weights.dtype)):
+            raise ValueError("weights must be non-negative and sum to 1 in each row")
+        self.register_buffer("weights", weights.float())
+        self.register_buffer("means", means.float())
+        self.register_buffer("scale_tril", torch.linalg.cholesky(covariances.double()).float())
+
+    @classmethod
+    def fit(cls, codes: torch.Tensor, y: torch.Tensor | None = None, n_components: int = 10, *, n_classes: int | None = None,
+            seed: int = 0, reg_covar: float = 1e-6) -> MixturePrior:
+        r"""Fit ``n_components`` full-covariance Gaussians to ``codes`` ``(N, d)`` by EM
+        (:class:`sklearn.mixture.GaussianMixture`, k-means start, ``random_state=seed``; ``reg_covar``
+        is added to the covariances' diagonals). With labels ``y`` ``(N,)`` in ``0..n_classes-1``
+        (``n_classes`` defaults to ``y.max() + 1``), one mixture is fitted to each class's codes."""
+        from sklearn.mixture import GaussianMixture
+
+        if not isinstance(codes, torch.Tensor) or codes.ndim != 2:
+            raise ValueError(f"codes must be a tensor of shape (N, d), got {tuple(codes.shape) if isinstance(codes, torch.Tensor) else type(codes).__name__}")
+        if not isinstance(n_components, int) or n_components < 1:
+            raise ValueError(f"n_components must be a positive int, got {n_components!r}")
+        codes = codes.detach().double().cpu()
+        if y is None:
+            groups = [codes]
+        else:
+            y = torch.as_tensor(y).long().cpu()
+            if y.shape != (codes.shape[0],):
+                raise ValueError(f"y must hold one label per code, shape ({codes.shape[0]},), got {tuple(y.shape)}")
+            n_classes = int(y.max()) + 1 if n_classes is None else n_classes
+            groups = [codes[y == c] for c in range(n_classes)]
+        params = []
+        for c, group in enumerate(groups):
+            if group.shape[0] < max(2, n_components):
+                what = "the codes" if y is None else f"class {c}"
+                raise ValueError(f"{what}: need at least {max(2, n_components)} codes for {n_components} components, got {group.shape[0]}")
+            gm = GaussianMixture(n_components, covariance_type="full", reg_covar=reg_covar, random_state=seed).fit(group.numpy())
+            params.append([torch.from_numpy(a) for a in (gm.weights_, gm.means_, gm.covariances_)])
+        weights, means, covs = (torch.stack(p) for p in zip(*params))
+        return cls(weights / weights.sum(1, keepdim=True), means, covs)
+
+    @property
+    def n_classes(self) -> int:
+        """0 for one mixture (unconditional), else the number of classes."""
+        return 0 if self.weights.shape[0] == 1 else self.weights.shape[0]
+
+    def _rows(self, y, n: int) -> torch.Tensor:
+        if self.n_classes == 0:
+            if y is not None:
+                raise ValueError("this prior is unconditional: call it without y")
+            return torch.zeros(n, dtype=torch.long, device=self.weights.device)
+        if y is None:
+            raise ValueError(f"this prior has one mixture per class ({self.n_classes}): pass the labels y")
+        y = torch.as_tensor(y, device=self.weights.device).long()
+        if y.shape != (n,) or bool((y < 0).any()) or bool((y >= self.n_classes).any()):
+            raise ValueError(f"y must be ({n},) labels in 0..{self.n_classes - 1}, got shape {tuple(y.shape)}")
+        return y
+
+    def _mixture(self, c: int) -> torch.distributions.MixtureSameFamily:
+        return torch.distributions.MixtureSameFamily(
+            torch.distributions.Categorical(probs=self.weights[c]),
+            torch.distributions.MultivariateNormal(self.means[c], scale_tril=self.scale_tril[c]),
+        )
+
+    def log_prob(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        r""":math:`\log p_\psi(z \,[\mid y])` of codes ``z`` ``(N, d)`` (labels ``y`` ``(N,)`` when
+        conditional); returns ``(N,)``."""
+        d = self.means.shape[-1]
+        if not isinstance(z, torch.Tensor) or z.ndim != 2 or z.shape[1] != d:
+            raise ValueError(f"z must have shape (N, {d}), got {tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__}")
+        rows = self._rows(y, z.shape[0])
+        out = torch.empty(z.shape[0], dtype=z.dtype, device=z.device)
+        for c in rows.unique().tolist():
+            mask = rows == c
+            out[mask] = self._mixture(c).log_prob(z[mask].float()).to(z.dtype)
+        return out
+
+    @torch.no_grad()
+    def sample(self, n: int, y: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        r"""``n`` codes ``(n, d)``: a component :math:`k \sim \pi_y`, then :math:`z = m_{y,k} + L_{y,k}\,\varepsilon`,
+        :math:`\varepsilon \sim \mathcal N(0, I)`, all random numbers from ``generator`` (on the CPU)."""
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive int, got {n!r}")
+        rows = self._rows(y, n).cpu()
+        k = torch.multinomial(self.weights.cpu()[rows], 1, generator=generator).squeeze(1)  # (n,)
+        eps = torch.randn(n, self.means.shape[-1], generator=generator)
+        L, m = self.scale_tril.cpu()[rows, k], self.means.cpu()[rows, k]  # (n, d, d), (n, d)
+        return (m + (L @ eps[:, :, None]).squeeze(-1)).to(self.means.device)
+
+# ----------------------------------------------------------------------------------------------
 # Held-out evaluation: ELBO and the importance-weighted bound
 # ----------------------------------------------------------------------------------------------
 
@@ -309,21 +437,30 @@ def _device(model) -> torch.device:
 
 
 @torch.no_grad()
-def log_weights(model: VAE, x: torch.Tensor, K: int, y=None, generator: torch.Generator | None = None, chunk: int = 4096) -> torch.Tensor:
+def log_weights(model: VAE, x: torch.Tensor, K: int, y=None, generator: torch.Generator | None = None, chunk: int = 4096,
+                prior: MixturePrior | None = None) -> torch.Tensor:
     r"""Importance log-weights :math:`\log w_k = \log p_\theta(x \mid z_k) + \log p(z_k) - \log q_\phi(z_k \mid x)`,
     :math:`z_k \sim q_\phi(z \mid x)`, for ``K`` samples per image.
 
     ``x`` ``(B, 1, 28, 28)`` (any ``(B, ...)`` the model takes; ``y`` ``(B,)`` for a conditional
-    model). Decodes at most ``chunk`` codes at a time. Returns ``(K, B)``. Any model with ``encode``, ``decode_logits`` and
+    model). :math:`p(z)` is :math:`\mathcal N(0, I)`, or ``prior`` (a :class:`MixturePrior`, given
+    ``y`` when it is per class). Decodes at most ``chunk`` codes at a time. Returns ``(K, B)``. Any model with ``encode``, ``decode_logits`` and
     ``latent_dim`` works (e.g. the MLP VAE of the benchmark).
     """
+    return sum(_log_weight_terms(model, x, K, y, generator, chunk, prior))
+
+
+def _log_weight_terms(model, x, K, y, generator, chunk, prior) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r""":math:`\log p_\theta(x \mid z_k)`, :math:`\log p(z_k)` and :math:`-\log q_\phi(z_k \mid x)`, each ``(K, B)``."""
     if not isinstance(K, int) or K < 1:
         raise ValueError(f"K must be a positive int, got {K!r}")
+    if prior is not None and prior.n_classes and y is None:
+        raise ValueError(f"the prior has one mixture per class ({prior.n_classes}): pass the labels y")
     mu, logvar = model.encode(x, y) if y is not None else model.encode(x)
     B, d = mu.shape
     per_pass = max(1, chunk // B)
     eps_all = torch.randn(K, B, d, generator=generator).to(mu.device)  # drawn at once: results do not depend on chunk
-    out = []
+    out = ([], [], [])
     for k0 in range(0, K, per_pass):
         k = min(per_pass, K - k0)
         z = mu + torch.exp(0.5 * logvar) * eps_all[k0 : k0 + k]  # (k, B, d)
@@ -331,32 +468,39 @@ def log_weights(model: VAE, x: torch.Tensor, K: int, y=None, generator: torch.Ge
         logits = model.decode_logits(zf, y.repeat(k)) if y is not None else model.decode_logits(zf)
         x_k = x.repeat(k, *([1] * (x.ndim - 1)))  # (k*B, ...), the same order as zf
         log_px_z = losses.bernoulli_log_likelihood(x_k, logits).view(k, B)
-        log_pz = losses.gaussian_log_density(z, torch.zeros(()), torch.zeros(()))  # (k, B)
+        if prior is None:
+            log_pz = losses.gaussian_log_density(z, torch.zeros(()), torch.zeros(()))  # (k, B)
+        else:
+            log_pz = prior.log_prob(zf, None if prior.n_classes == 0 else y.repeat(k)).view(k, B)
         log_qz = losses.gaussian_log_density(z, mu, logvar)  # (k, B)
-        out.append(log_px_z + log_pz - log_qz)
-    return torch.cat(out, dim=0)
+        for part, term in zip(out, (log_px_z, log_pz, -log_qz)):
+            part.append(term)
+    return tuple(torch.cat(part, dim=0) for part in out)
 
 
 @torch.no_grad()
-def iwae_log_likelihood(model: VAE, x: torch.Tensor, K: int = 100, y=None, generator=None, batch_size: int = 100) -> torch.Tensor:
+def iwae_log_likelihood(model: VAE, x: torch.Tensor, K: int = 100, y=None, generator=None, batch_size: int = 100,
+                        prior: MixturePrior | None = None) -> torch.Tensor:
     r"""Importance-sampled estimate of :math:`\log p_\theta(x)` per image: the IWAE bound
     :math:`\mathcal L_K(x) = \log\frac1K\sum_k w_k` (:func:`gencourse.losses.iwae_bound`, Burda et al., 2016).
 
     ``x`` ``(N, 1, 28, 28)``, processed ``batch_size`` images at a time. Returns ``(N,)`` in nats.
     :math:`\mathcal L_K \le \log p_\theta(x)` in expectation and tends to it as :math:`K \to \infty`;
-    ``-iwae_log_likelihood(...).mean()`` is the held-out NLL the chapter reports.
+    ``-iwae_log_likelihood(...).mean()`` is the held-out NLL the chapter reports. ``prior``: as in
+    :func:`log_weights`.
     """
     x = checks.image_batch(x, (1, 28, 28))
     device = _device(model)
     parts = []
     for i in range(0, x.shape[0], batch_size):
         yb = None if y is None else y[i : i + batch_size].to(device)
-        parts.append(losses.iwae_bound(log_weights(model, x[i : i + batch_size].to(device), K, yb, generator)).cpu())
+        parts.append(losses.iwae_bound(log_weights(model, x[i : i + batch_size].to(device), K, yb, generator, prior=prior)).cpu())
     return torch.cat(parts)
 
 
 @torch.no_grad()
-def evaluate(model: VAE, x: torch.Tensor, y=None, K: int = 100, generator=None, batch_size: int = 100) -> dict:
+def evaluate(model: VAE, x: torch.Tensor, y=None, K: int = 100, generator=None, batch_size: int = 100,
+             prior: MixturePrior | None = None) -> dict:
     r"""Held-out numbers of a VAE, means over the ``N`` images of ``x``, per image in nats.
 
     Returns a dict of floats: ``elbo`` (the mean of the ``K`` log-weights, an unbiased
@@ -365,6 +509,10 @@ def evaluate(model: VAE, x: torch.Tensor, y=None, K: int = 100, generator=None, 
     (:math:`\mathcal L_K`), ``nll`` (:math:`-\mathcal L_K`), ``gap`` (:math:`\mathcal L_K - \mathrm{ELBO}`,
     :math:`\ge 0` for every image by Jensen's inequality, since log-mean-exp :math:`\ge` mean) and ``K``.
     The model is put in ``eval()`` mode and restored to its previous mode afterwards.
+
+    With ``prior`` (a :class:`MixturePrior`) the numbers are those of the model with that prior:
+    ``kl`` is then the Monte Carlo estimate :math:`\frac1K\sum_k[\log q_\phi(z_k \mid x) - \log p_\psi(z_k)]`
+    (no closed form for a mixture).
     """
     x = checks.image_batch(x, (1, 28, 28))
     was_training = model.training
@@ -375,11 +523,15 @@ def evaluate(model: VAE, x: torch.Tensor, y=None, K: int = 100, generator=None, 
         for i in range(0, x.shape[0], batch_size):
             xb = x[i : i + batch_size].to(device)
             yb = None if y is None else y[i : i + batch_size].to(device)
-            lw = log_weights(model, xb, K, yb, generator)  # (K, B)
-            mu, logvar = model.encode(xb, yb) if yb is not None else model.encode(xb)
+            log_px_z, log_pz, neg_log_qz = _log_weight_terms(model, xb, K, yb, generator, 4096, prior)  # (K, B) each
+            lw = log_px_z + log_pz + neg_log_qz
             elbos.append(lw.mean(0).cpu())
             iwaes.append(losses.iwae_bound(lw).cpu())
-            kls.append(losses.kl_gaussians(mu, logvar).cpu())
+            if prior is None:
+                mu, logvar = model.encode(xb, yb) if yb is not None else model.encode(xb)
+                kls.append(losses.kl_gaussians(mu, logvar).cpu())
+            else:  # no closed form: the Monte Carlo estimate at the same K codes
+                kls.append(-(log_pz + neg_log_qz).mean(0).cpu())
     finally:
         model.train(was_training)
     elbo, iwae, kl = torch.cat(elbos).mean().item(), torch.cat(iwaes).mean().item(), torch.cat(kls).mean().item()

@@ -56,7 +56,10 @@ def ddpm_settings(name: str = "ddpm_cfg", *, profile: str | None = None, **overr
     ==============  ==============================================================  =================
 
     ``smoke`` uses the cpu architecture with batch 16 and :data:`DDPM_STEPS` ``["smoke"]``.
-    ``overrides`` replace single keys (an unknown key raises a ``ValueError``).
+    ``overrides`` replace single keys (an unknown key raises a ``ValueError``). One more key may be
+    given: ``prediction="v"`` trains a v-prediction network (:func:`gencourse.diffusion.v_target`;
+    ``benchmarks/diffusion_prediction.py``); the default, :math:`\varepsilon`-prediction, leaves the
+    key out, so the chapter's settings and checkpoint names stay as they were.
     """
     b = lambda **kw: config.budget(profile=profile, **kw)  # noqa: E731
     settings = {
@@ -77,10 +80,14 @@ def ddpm_settings(name: str = "ddpm_cfg", *, profile: str | None = None, **overr
         "seed": 0,
         "data": "mnist-train-pm1",
     }
-    unknown = set(overrides) - set(settings)
+    unknown = set(overrides) - set(settings) - {"prediction"}
     if unknown:
-        raise ValueError(f"unknown diffusion settings {sorted(unknown)}; known: {sorted(settings)}")
+        raise ValueError(f"unknown diffusion settings {sorted(unknown)}; known: {sorted(settings) + ['prediction']}")
     settings.update(overrides)
+    if settings.get("prediction", "eps") == "eps":
+        settings.pop("prediction", None)
+    elif settings["prediction"] != "v":
+        raise ValueError(f"prediction must be 'eps' or 'v', got {settings['prediction']!r}")
     settings["channels"] = list(settings["channels"])
     return settings
 
@@ -133,6 +140,7 @@ def train_ddpm(model: DiffusionUNet, ema: train.EMA, settings: dict, *, progress
         return train.ddpm_train_step(
             net, opt, x[idx], sched.alpha_bar, y=y[idx], p_uncond=settings["p_uncond"], null_label=settings["n_classes"],
             lr=settings["lr"] * train.lr_cosine(i - 1, steps, settings["warmup"]), ema=ema, generator=g,
+            prediction=settings.get("prediction", "eps"),
         )
 
     model.train()
@@ -148,7 +156,8 @@ def ddpm_mnist(name: str = "ddpm_cfg", *, retrain: bool | None = None, progress:
 
     Returns ``(ema_model, schedule, history)``: the EMA of the weights (the model to sample from) in
     ``eval()`` mode on :func:`gencourse.config.device`, its :class:`~gencourse.diffusion.Schedule`, and
-    the training :class:`~gencourse.train.History`.
+    the training :class:`~gencourse.train.History`. A v-prediction model (``prediction="v"``) comes
+    wrapped in :class:`~gencourse.diffusion.EpsFromV`: an :math:`\varepsilon`-network for the samplers.
     """
     settings = ddpm_settings(name, **overrides)
     model = build_unet(settings)
@@ -158,7 +167,10 @@ def ddpm_mnist(name: str = "ddpm_cfg", *, retrain: bool | None = None, progress:
             name, {"model": model, "ema": ema.module}, lambda: train_ddpm(model, ema, settings, progress=progress),
             settings=settings, retrain=retrain,
         )
-    return ema.module.eval(), make_schedule(settings), history
+    sched = make_schedule(settings)
+    if settings.get("prediction", "eps") == "v":
+        return diffusion.EpsFromV(ema.module.eval(), sched.alpha_bar).eval(), sched, history
+    return ema.module.eval(), sched, history
 
 
 @torch.no_grad()
