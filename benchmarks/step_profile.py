@@ -7,7 +7,8 @@ Each step is written out here from the recipe's step function (same networks, ba
 optimisers as the recipe) with a clock around each phase: ``data`` (indexing the batch, drawing
 the noise), ``forward`` (up to the loss), ``backward``, ``optimiser`` (``zero_grad`` and ``step``)
 and ``ema`` (the average of the weights, where the recipe keeps one). One thread, as the recipes
-train; medians of ``--steps`` steps after 10 warm-up steps. ``torch.profiler`` lists the operators
+train; medians of ``--steps`` steps after 10 warm-up steps, taken in three rounds in which the
+variants take turns. ``torch.profiler`` lists the operators
 that take the most time in the baseline.
 
 Variants, each changing one thing: Adam's ``foreach`` and ``fused`` implementations (on a CPU
@@ -33,7 +34,6 @@ import torch
 
 import gencourse as gc
 from gencourse import diffusion, losses
-from gencourse.models import gan
 from gencourse.recipes import dcgan as dcgan_recipe
 from gencourse.recipes import diffusion as ddpm_recipe
 from gencourse.recipes import vae as vae_recipe
@@ -189,20 +189,37 @@ TASKS = {"VAE (ch. 04)": vae_task, "DCGAN (ch. 07)": dcgan_task, "DDPM (ch. 12)"
 VARIANTS = ["baseline", "foreach", "fused", "ema_foreach", "channels_last", "bf16"]
 
 
-def measure(task, variant, steps):
-    torch.manual_seed(0)
-    start = time.perf_counter()
-    step, batch = task(variant)
-    clock = Clock()
-    for _ in range(10):
-        step(clock)
-    setup = time.perf_counter() - start
-    clock = Clock()
-    for _ in range(steps):
-        step(clock)
-    med = {p: statistics.median(clock.times[p]) * 1e3 for p in PHASES}
-    total = statistics.median([sum(clock.times[p][i] for p in PHASES) for i in range(steps)]) * 1e3
-    return {"variant": variant, "batch": batch, "ms_per_step": total, "phases_ms": med, "setup_s": setup}
+def measure(task, variants, steps, rounds=3):
+    """Each variant built once and warmed up, then ``rounds`` rounds of ``steps // rounds`` steps,
+    the variants taking turns, so that a slow spell of a shared machine hits them all alike."""
+    built = {}
+    for variant in variants:
+        torch.manual_seed(0)
+        start = time.perf_counter()
+        try:
+            step, batch = task(variant)
+            clock = Clock()
+            for _ in range(10):
+                step(clock)
+            built[variant] = (step, batch, Clock(), time.perf_counter() - start)
+        except Exception as exc:  # a variant this CPU or PyTorch cannot run is reported, not fatal
+            built[variant] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+    for _ in range(rounds):
+        for b in built.values():
+            if not isinstance(b, str):
+                for _ in range(steps // rounds):
+                    b[0](b[2])
+    rows = []
+    for variant, b in built.items():
+        if isinstance(b, str):
+            rows.append({"variant": variant, "error": b})
+            continue
+        _, batch, clock, setup = b
+        n = len(clock.times["data"])
+        med = {p: statistics.median(clock.times[p]) * 1e3 for p in PHASES}
+        total = statistics.median([sum(clock.times[p][i] for p in PHASES) for i in range(n)]) * 1e3
+        rows.append({"variant": variant, "batch": batch, "ms_per_step": total, "phases_ms": med, "setup_s": setup})
+    return rows
 
 
 def top_ops(task, n=8):
@@ -220,7 +237,7 @@ def top_ops(task, n=8):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=90)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--compile", action="store_true")
     args = parser.parse_args()
@@ -230,13 +247,8 @@ def main() -> int:
                     "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
                     "threads": args.threads, "steps": args.steps}, "tasks": {}}
     for name, task in TASKS.items():
-        rows = []
-        for variant in variants:
-            try:
-                row = measure(task, variant, args.steps)
-            except Exception as exc:  # a variant this CPU or PyTorch cannot run is reported, not fatal
-                row = {"variant": variant, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"}
-            rows.append(row)
+        rows = measure(task, variants, args.steps)
+        for row in rows:
             print(name, json.dumps(row), flush=True)
         out["tasks"][name] = {"variants": rows, "top_ops": top_ops(task)}
     RESULTS.mkdir(exist_ok=True)
@@ -251,7 +263,8 @@ def table(out: dict) -> str:
         "# Where a training step's time goes on a CPU",
         "",
         f"`benchmarks/step_profile.py`, {m['date']}, {m['machine']} (PyTorch {m['torch']}, CPU capability "
-        f"{m['cpu_capability']}), {m['threads']} thread(s), medians of {m['steps']} steps after 10 warm-up steps. "
+        f"{m['cpu_capability']}), {m['threads']} thread(s), medians of {m['steps']} steps after 10 warm-up steps "
+        "(three rounds, the variants taking turns). "
         "Milliseconds per training step and per phase; 'speed-up' is the baseline's time over the variant's.",
         "",
     ]

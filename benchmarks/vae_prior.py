@@ -103,7 +103,7 @@ def table(runs: list[dict], meta: dict) -> str:
             keys.append((r["model"], r["prior"]))
     for model, prior in keys:
         rs = [r for r in runs if r["model"] == model and r["prior"] == prior]
-        col = lambda k: [r[k] for r in rs]  # noqa: E731
+        col = lambda k, rs=rs: [r[k] for r in rs]  # noqa: E731
         lines.append(
             f"| {model.upper()} | {prior} | {_ms(col('fid'), '{:.1f}')} | {statistics.fmean(col('fid')) / 2.7:.1f} | "
             f"{_ms(col('precision'), '{:.2f}')} | {_ms(col('recall'), '{:.2f}')} | {_ms(col('nn_train_ratio'), '{:.2f}')} | "

@@ -278,7 +278,8 @@ def _memorised(n, generator):
 
 
 @register("VAE", chapter="04", value_range="01",
-          description=f"convolutional VAE, d = 16, Bernoulli decoder means, codes from a {vae.PRIOR_COMPONENTS['vae']}-Gaussian mixture fitted to the training codes")
+          description=(f"convolutional VAE, d = 16, Bernoulli decoder means, codes from a {vae.PRIOR_COMPONENTS['vae']}-Gaussian "
+                       "mixture fitted to the training codes"))
 def _vae_entry(n: int, generator: torch.Generator) -> Samples:
     model, history = vae.vae_mnist("vae", progress=False)
     prior = vae.fit_prior(model)
@@ -351,12 +352,13 @@ def _style_entry(n: int, generator: torch.Generator) -> Samples:
 
 @register(
     "DDPM + CFG", chapter="12", value_range="pm1",
-    description=f"class-conditional U-Net (label dropout 0.2), DDIM {ddpm.SAMPLER['n_steps']} steps, guidance w = {ddpm.SAMPLER['w']:g}",
+    description=(f"class-conditional U-Net (label dropout 0.2, v-prediction), DDIM {ddpm.SAMPLER['n_steps']} steps with x_0 "
+                 f"clamped, guidance w = {ddpm.SAMPLER['w']:g}"),
 )
 def _ddpm_entry(n: int, generator: torch.Generator) -> Samples:
     model, sched, history = ddpm.ddpm_mnist("ddpm_cfg", progress=False)
     labels = torch.arange(n) % 10
-    x = ddpm.sample_mnist(model, sched, labels, w=ddpm.SAMPLER["w"], n_steps=ddpm.SAMPLER["n_steps"], generator=generator)
+    x = ddpm.sample_mnist(model, sched, labels, generator=generator, **ddpm.SAMPLER)
     return Samples(x, history.seconds, labels)
 
 

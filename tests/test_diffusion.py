@@ -505,3 +505,23 @@ def test_a_v_network_wrapped_as_an_eps_network_samples_a_point_mass_exactly(sche
     guided = D.guided_model(wrapped, torch.zeros(64, dtype=torch.long), 2.0, wrapped.null_label)
     x = D.ddim_sample(guided, (64, 2), sched.alpha_bar, 10, generator=gen(13))
     torch.testing.assert_close(x, x_star.expand(64, 2), rtol=0, atol=1e-3)
+
+
+def test_ddim_step_with_clamped_x0_moves_along_the_clamped_prediction(sched):
+    """clip_x0: x0_hat clamped to [-c, c], the noise recomputed from it, then DDIM's update (float64 by hand)."""
+    g = gen(21)
+    x_t = 3 * torch.randn(6, 1, 2, 2, generator=g)
+    eps_hat = torch.randn(6, 1, 2, 2, generator=g)
+    t, s = torch.tensor([1000, 900, 500, 100, 20, 5]), torch.tensor([950, 600, 250, 0, 10, 0])
+    out = D.ddim_step(x_t, t, s, eps_hat, sched.alpha_bar, clip_x0=1.0).double()
+    a_t = sched.alpha_bar[t].double().view(6, 1, 1, 1)
+    a_s = sched.alpha_bar[s].double().view(6, 1, 1, 1)
+    x0 = ((x_t.double() - (1 - a_t).sqrt() * eps_hat.double()) / a_t.sqrt())
+    assert (x0.abs() > 1).any()  # the clamp is exercised
+    x0c = x0.clamp(-1, 1)
+    eps_c = (x_t.double() - a_t.sqrt() * x0c) / (1 - a_t).sqrt()
+    torch.testing.assert_close(out, a_s.sqrt() * x0c + (1 - a_s).sqrt() * eps_c, rtol=1e-4, atol=1e-4)
+    assert out[3].abs().max() <= 1 and out[5].abs().max() <= 1  # at s = 0 the step returns the clamped x0_hat
+    unclamped = D.ddim_step(x_t, t, s, eps_hat, sched.alpha_bar).double()
+    inside = (x0.abs() <= 1).flatten(1).all(1)  # samples whose prediction was inside move as without the clamp
+    torch.testing.assert_close(out[inside], unclamped[inside], rtol=1e-4, atol=1e-4)

@@ -48,7 +48,8 @@ def test_train_is_reproducible_and_matches_algorithm_1():
     idx = torch.randint(len(x), (4,), generator=g)
     y0 = D.drop_labels(y[idx], s["p_uncond"], 10, generator=g)
     fresh = dm.build_unet(s)
-    expected = D.ddpm_loss(fresh, x[idx], dm.make_schedule(s).alpha_bar, y=y0, generator=g)
+    assert s["prediction"] == "v"  # the chapter's model predicts v
+    expected = D.ddpm_loss(fresh, x[idx], dm.make_schedule(s).alpha_bar, y=y0, generator=g, prediction="v")
     assert abs(h1["loss"][0] - expected.item()) < 1e-5
 
 
@@ -69,6 +70,10 @@ def test_ddpm_mnist_caches_and_sample_mnist(tmp_path, monkeypatch):
     x_T = torch.randn(3, 1, 28, 28, generator=g)
     ref = D.ddim_sample(D.guided_model(model, labels[:3], 2.0, 10), x_T.shape, sched.alpha_bar, 3, x_T=x_T).clamp(-1, 1)
     assert torch.allclose(x[:3], ref, atol=1e-5)
+    # and with the predicted x_0 clamped, as the chapter's SAMPLER does
+    xc = dm.sample_mnist(model, sched, labels[:3], w=2.0, n_steps=3, generator=torch.Generator().manual_seed(0), clip_x0=1.0)
+    refc = D.ddim_sample(D.guided_model(model, labels[:3], 2.0, 10), x_T.shape, sched.alpha_bar, 3, x_T=x_T, clip_x0=1.0)
+    assert torch.allclose(xc, refc.clamp(-1, 1), atol=1e-5) and dm.SAMPLER["clip_x0"] == 1.0
 
 
 def test_scoreboard_entry_is_registered():
@@ -76,12 +81,14 @@ def test_scoreboard_entry_is_registered():
     assert "DDPM + CFG" in names and names["DDPM + CFG"].chapter == "12" and names["DDPM + CFG"].value_range == "pm1"
 
 
-def test_v_prediction_setting_is_absent_by_default_and_checked():
-    assert "prediction" not in dm.ddpm_settings(profile="cpu")  # the chapter's settings (and checkpoint) unchanged
-    assert "prediction" not in dm.ddpm_settings(profile="cpu", prediction="eps")
-    assert dm.ddpm_settings(profile="cpu", prediction="v")["prediction"] == "v"
+def test_prediction_setting_is_v_by_default_and_checked():
+    assert dm.ddpm_settings(profile="cpu")["prediction"] == "v"
+    assert dm.ddpm_settings(profile="cpu", prediction="eps")["prediction"] == "eps"
     with pytest.raises(ValueError, match="prediction must be 'eps' or 'v'"):
         dm.ddpm_settings(prediction="x0")
+    from gencourse.recipes import flow
+
+    assert "prediction" not in flow.flow_settings(profile="cpu")  # the flow's target is its velocity
 
 
 def test_v_prediction_recipe_trains_v_and_returns_an_eps_network(tmp_path, monkeypatch):
@@ -90,7 +97,9 @@ def test_v_prediction_recipe_trains_v_and_returns_an_eps_network(tmp_path, monke
     seen = []
     real_loss = D.ddpm_loss
     monkeypatch.setattr(D, "ddpm_loss", lambda *a, **k: seen.append(k.get("prediction")) or real_loss(*a, **k))
-    model, sched, history = dm.ddpm_mnist("ddpm_v_test", progress=False, prediction="v", steps=2)
+    model, sched, history = dm.ddpm_mnist("ddpm_v_test", progress=False, steps=2)
     assert seen == ["v", "v"] and isinstance(model, D.EpsFromV) and model.null_label == 10
+    eps_model, _, _ = dm.ddpm_mnist("ddpm_eps_test", progress=False, prediction="eps", steps=2)
+    assert seen[2:] == ["eps", "eps"] and not isinstance(eps_model, D.EpsFromV)
     x = dm.sample_mnist(model, sched, torch.tensor([0, 1]), w=1.0, n_steps=2, generator=torch.Generator().manual_seed(0))
     assert x.shape == (2, 1, 28, 28) and x.abs().max() <= 1

@@ -195,6 +195,13 @@ ALLOWED: dict[str, dict[str, str]] = {
         "2.9": "recorded benchmark (benchmarks/results/diffusion_vs_ddpm_pytorch.md)",
         "0.5": "a guidance scale of the sweep (a setting)",
         "27 times": "recorded benchmark (benchmarks/results/diffusion_vs_ddpm_pytorch.md)",
+        "10.7": "recorded benchmark (benchmarks/results/diffusion_prediction.md)",
+        "19.6": "recorded benchmark (benchmarks/results/diffusion_prediction.md)",
+        "1.8": "recorded benchmark (benchmarks/results/diffusion_prediction.md)",
+        "4.1": "recorded benchmark (benchmarks/results/diffusion_prediction.md)",
+        "12-fold": "recorded benchmark (benchmarks/results/diffusion_prediction.md)",
+        "1.1": "recorded benchmark (benchmarks/results/diffusion_prediction.md)",
+        "1.4": "recorded benchmark (benchmarks/results/diffusion_prediction.md)",
     },
     "14_evaluation": {
         "0.01": "the weight of the model in the 99 % noise mixture (a setting)",

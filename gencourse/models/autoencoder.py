@@ -356,7 +356,8 @@ class MixturePrior(nn.Module):
         from sklearn.mixture import GaussianMixture
 
         if not isinstance(codes, torch.Tensor) or codes.ndim != 2:
-            raise ValueError(f"codes must be a tensor of shape (N, d), got {tuple(codes.shape) if isinstance(codes, torch.Tensor) else type(codes).__name__}")
+            got = tuple(codes.shape) if isinstance(codes, torch.Tensor) else type(codes).__name__
+            raise ValueError(f"codes must be a tensor of shape (N, d), got {got}")
         if not isinstance(n_components, int) or n_components < 1:
             raise ValueError(f"n_components must be a positive int, got {n_components!r}")
         codes = codes.detach().double().cpu()

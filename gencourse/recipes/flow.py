@@ -60,11 +60,11 @@ def _settings(defaults: dict, overrides: dict, what: str) -> dict:
 
 def flow_settings(name: str = "flow_cfg", *, profile: str | None = None, **overrides) -> dict:
     r"""Settings of the pixel-space model: chapter 12's (:func:`gencourse.recipes.diffusion.ddpm_settings`)
-    without ``schedule`` and ``T``, with ``image`` (the shape the model generates), ``steps`` from
+    without ``schedule``, ``T`` and ``prediction``, with ``image`` (the shape the model generates), ``steps`` from
     :data:`FLOW_STEPS` and ``coupling`` (``"independent"`` or ``"ot"``, minibatch OT). ``overrides``
     replace single keys."""
     settings = ddpm_settings(name, profile=profile)
-    del settings["schedule"], settings["T"]
+    del settings["schedule"], settings["T"], settings["prediction"]
     settings.update({
         "image": [1, 28, 28],
         "coupling": "independent",
