@@ -100,6 +100,13 @@ def table() -> str:
             f"{_ms(col('recall'), '{:.2f}')} | {_ms(col('conditional_accuracy'), '{:.2f}')} | {_ms(col('specks'), '{:.4f}')} | "
             f"{statistics.fmean(col('train_seconds')):.0f} |"
         )
+    lines += [
+        "",
+        "Read: clamping the predicted x_0 helps both targets at no cost, and removes about nine tenths of the ε-model's "
+        "background specks; predicting v instead of ε lowers the FID most, at the same training cost, and leaves few specks "
+        "(still several times the real digits' share). The v-model does best at a smaller guidance scale than the ε-model "
+        "(w = 0.5 against 1), which chapter 12 adopts (`gencourse.recipes.diffusion.SAMPLER`).",
+    ]
     return "\n".join(lines) + "\n"
 
 

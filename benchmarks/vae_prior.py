@@ -1,7 +1,7 @@
 """Chapter 04's VAE and conditional VAE: samples from N(0, I) against samples from a Gaussian
 mixture fitted to the training codes after training (the same trained decoder), over 3 seeds.
 
-    .venv/bin/python benchmarks/vae_prior.py [--seeds 0 1 2] [--threads 1]
+    .venv/bin/python benchmarks/vae_prior.py [--seeds 0 1 2] [--threads 1] [--table]
 
 For each seed the ``cpu`` recipe (:func:`gencourse.recipes.vae.vae_mnist`, seed overridden) is
 trained (or loaded from the cache), then for each prior:
@@ -55,7 +55,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--table", action="store_true", help="only rewrite the .md from the recorded .json")
     args = parser.parse_args()
+    if args.table:
+        recorded = json.loads((RESULTS / "vae_prior.json").read_text())
+        (RESULTS / "vae_prior.md").write_text(table(recorded["runs"], recorded["meta"]))
+        return 0
     torch.set_num_threads(args.threads)
     runs = []
     for name, priors in PRIORS.items():
@@ -109,6 +114,14 @@ def table(runs: list[dict], meta: dict) -> str:
             f"{_ms(col('precision'), '{:.2f}')} | {_ms(col('recall'), '{:.2f}')} | {_ms(col('nn_train_ratio'), '{:.2f}')} | "
             f"{_ms(col('nll'), '{:.2f}')} | {_ms(col('elbo'), '{:.2f}')} | {statistics.fmean(col('fit_seconds')):.1f} |"
         )
+    lines += [
+        "",
+        "Read: the same decoders score an FID 2.6 (CVAE) to 3.4 (VAE) times lower with codes from the fitted mixture, with higher precision "
+        "(fewer blends of two digits), and the models with the fitted prior have a lower held-out NLL than with N(0, I). "
+        "More components lower the FID further but move the samples towards the training images (the NN ratio falls) and, "
+        "for the conditional VAE, raise the NLL above the one-Gaussian prior's: the recipes use 10 components for the VAE and one Gaussian per class "
+        "for the CVAE (`gencourse.recipes.vae.PRIOR_COMPONENTS`).",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -245,11 +245,19 @@ def measure_runtimes(root: Path = Path("."), names: list[str] | None = None, tim
 
     prof = config.profile()
     runtimes = load_runtimes()
+    before = os.environ.get(config.ENV_BOOK_BUILD)
     for name in names or chapters(root):
         path = root / "chapters" / f"{name}.ipynb"
         nb = nbformat.read(path, as_version=4)
         start = time.perf_counter()
-        NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+        os.environ[config.ENV_BOOK_BUILD] = "1"  # as in a book build: explorers open no widgets (a widget stalls nbclient)
+        try:
+            NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+        finally:
+            if before is None:
+                os.environ.pop(config.ENV_BOOK_BUILD, None)
+            else:
+                os.environ[config.ENV_BOOK_BUILD] = before
         seconds = round(time.perf_counter() - start, 1)
         runtimes.setdefault(chapter_name(name), {"cpu": None, "gpu": None})
         if prof in ("cpu", "gpu"):

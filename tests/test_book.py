@@ -114,3 +114,31 @@ def test_page_check_names_what_a_reader_offline_would_miss(tmp_path):
     assert page_problems('<img id="_anim_img1a2b" src="data:image/jpeg;base64,AAAA">', page, tmp_path) == []
     assert page_problems('<img id="_anim_img1a2b">', page, tmp_path) == [
         "an interactive figure did not start (no frame in _anim_img1a2b)"]
+
+
+def test_measure_runtimes_runs_the_kernels_as_a_book_build(tmp_path, monkeypatch):
+    """A widget stalls nbclient: the kernels must see the book-build variable, and the caller's
+    environment is left as it was."""
+    import os
+
+    import nbclient
+    import nbformat
+
+    from gencourse import book, config
+
+    (tmp_path / "chapters").mkdir()
+    nbformat.write(nbformat.v4.new_notebook(), tmp_path / "chapters" / "04_vae.ipynb")
+    seen = []
+
+    class FakeClient:
+        def __init__(self, nb, **kwargs):
+            pass
+
+        def execute(self):
+            seen.append(os.environ.get(config.ENV_BOOK_BUILD))
+
+    monkeypatch.setattr(nbclient, "NotebookClient", FakeClient)
+    monkeypatch.setenv(config.ENV_PROFILE, "smoke")  # smoke: runtimes.json is not written
+    monkeypatch.delenv(config.ENV_BOOK_BUILD, raising=False)
+    book.measure_runtimes(tmp_path, ["04_vae"])
+    assert seen == ["1"] and config.ENV_BOOK_BUILD not in os.environ
