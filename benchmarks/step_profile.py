@@ -1,7 +1,7 @@
 """Where a training step's time goes on a CPU, and what the CPU options buy, for three of the
 course's recipes under ``cpu``: chapter 04's VAE, chapter 07's DCGAN and chapter 12's diffusion U-Net.
 
-    .venv/bin/python benchmarks/step_profile.py [--steps 60] [--threads 1] [--compile]
+    .venv/bin/python benchmarks/step_profile.py [--steps 90] [--threads 1] [--compile] [--table]
 
 Each step is written out here from the recipe's step function (same networks, batch sizes and
 optimisers as the recipe) with a clock around each phase: ``data`` (indexing the batch, drawing
@@ -240,7 +240,11 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=90)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--table", action="store_true", help="only rewrite the .md from the recorded .json")
     args = parser.parse_args()
+    if args.table:
+        (RESULTS / "step_profile.md").write_text(table(json.loads((RESULTS / "step_profile.json").read_text())))
+        return 0
     torch.set_num_threads(args.threads)
     variants = VARIANTS + (["compile"] if args.compile else [])
     out = {"meta": {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
@@ -283,6 +287,16 @@ def table(out: dict) -> str:
                   "| operator | share of CPU time | calls per step |", "| --- | --- | --- |"]
         lines += [f"| `{o['op']}` | {o['share']:.0%} | {o['calls_per_step']:.0f} |" for o in t["top_ops"]]
         lines.append("")
+    lines += [
+        "Read: in all three steps the convolutions and matrix products, forward and backward, take almost all the time; the "
+        "optimiser, the EMA and the batch take under a tenth together, so Python overhead and the optimiser's implementation "
+        "are not where the time goes (a fused Adam halves the optimiser's own time, a few per cent of the step). The one "
+        "consistent gain is bfloat16 autocast (1.2 to 1.6 times here); `channels_last` and `torch.compile` help one network "
+        "and slow another, within a spread of about ten per cent between repeated runs. The recipes stay in float32: bfloat16 "
+        "changes the numbers a chapter reproduces, its speed depends on the CPU (Colab's differ), and one DCGAN run with it "
+        "(6,400 steps in the CPU time of about 5,200 in float32) is too little to adopt it.",
+        "",
+    ]
     return "\n".join(lines)
 
 
