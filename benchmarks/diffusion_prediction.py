@@ -13,7 +13,7 @@ which weights the noisy steps more). Each model is sampled with guided DDIM, 20 
 same starting noise, under the samplers of ``SAMPLERS``, and scored on 2,000 samples (200 per
 digit) against the held-out images (:func:`gencourse.metrics.evaluate`; 2,000 real images score
 about 2.7), with the speck fraction of ``diffusion_specks.py`` (background pixels farther than 3
-pixels from a stroke that are brighter than 0.1; real digits: 0.00008).
+pixels from a stroke that are brighter than 0.1, ``diffusion_specks.speck_fraction``; real digits: 0.00008).
 One JSON line per model and sampler goes to ``results/diffusion_prediction.jsonl``.
 """
 
@@ -29,7 +29,10 @@ from pathlib import Path
 os.environ.setdefault("GENCOURSE_PROFILE", "cpu")
 
 import torch
-import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from diffusion_specks import speck_fraction
 
 import gencourse as gc
 from gencourse import diffusion
@@ -38,11 +41,6 @@ from gencourse.recipes import diffusion as recipe
 RESULTS = Path(__file__).resolve().parent / "results"
 N = 2000
 SAMPLERS = {"eps": [(1.0, None), (1.0, 1.0)], "v": [(1.0, None), (1.0, 1.0), (0.5, 1.0)]}  # (w, clip_x0)
-
-
-def specks(x01: torch.Tensor) -> float:
-    background = ~(F.max_pool2d((x01 > 0.5).float(), 7, 1, 3) > 0)
-    return ((x01 > 0.1) & background).float().sum().item() / background.float().sum().item()
 
 
 @torch.no_grad()
@@ -65,7 +63,7 @@ def run(prediction: str, seed: int, samplers=None) -> None:
         m = gc.metrics.evaluate(x, value_range="pm1", labels=torch.arange(N) % 10, n=N, memorisation=False)
         row = {"prediction": prediction, "seed": seed, "w": w, "clip_x0": clip, "train_seconds": history.seconds,
                "sample_cpu_seconds": cpu, "fid": m["fid"], "precision": m["precision"], "recall": m["recall"],
-               "conditional_accuracy": m["conditional_accuracy"], "specks": specks((x + 1) / 2),
+               "conditional_accuracy": m["conditional_accuracy"], "specks": speck_fraction((x + 1) / 2),
                "date": time.strftime("%Y-%m-%d")}
         print(json.dumps(row), flush=True)
         with open(RESULTS / "diffusion_prediction.jsonl", "a") as f:

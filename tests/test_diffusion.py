@@ -184,12 +184,16 @@ def test_predict_x0_inverts_q_sample(sched):
 # ------------------------------------------------------------------------------------ training
 
 
-def test_ddpm_loss_matches_its_equation(sched):
-    g = gen(5)
+def _loss_batch(seed, t):
+    """A batch of 4 images of 3 x 3 pixels, its time steps and noise, and the weights of a linear model W * x_t."""
+    g = gen(seed)
     x0 = torch.randn(4, 1, 3, 3, generator=g)
-    t = torch.tensor([1, 3, 700, 1000])
     eps = torch.randn_like(x0)
-    W = torch.randn(4, 1, 3, 3, generator=g)
+    return x0, torch.tensor(t), eps, torch.randn(4, 1, 3, 3, generator=g)
+
+
+def test_ddpm_loss_matches_its_equation(sched):
+    x0, t, eps, W = _loss_batch(5, [1, 3, 700, 1000])
     seen = {}
 
     def eps_model(x_t, t_in):
@@ -466,11 +470,7 @@ def test_v_target_is_a_rotation_of_x0_and_eps_and_eps_from_v_inverts_it(sched):
 
 
 def test_v_loss_matches_its_equation_and_is_the_eps_loss_weighted_by_one_over_alpha_bar(sched):
-    g = gen(12)
-    x0 = torch.randn(4, 1, 3, 3, generator=g)
-    t = torch.tensor([1, 200, 700, 1000])
-    eps = torch.randn_like(x0)
-    W = torch.randn(4, 1, 3, 3, generator=g)
+    x0, t, eps, W = _loss_batch(12, [1, 200, 700, 1000])
     v_model = lambda x_t, t_in: W * x_t  # noqa: E731
     loss = D.ddpm_loss(v_model, x0, sched.alpha_bar, t=t, eps=eps, prediction="v")
     ab = sched.alpha_bar[t].view(4, 1, 1, 1)
