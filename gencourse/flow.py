@@ -39,6 +39,7 @@ __all__ = [
     "linear_path",
     "conditional_velocity",
     "sample_time",
+    "TIME_DISTRIBUTIONS",
     "cfm_loss",
     "ot_pairs",
     "euler_step",
@@ -96,10 +97,33 @@ def conditional_velocity(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
     return x1 - x0
 
 
-def sample_time(B: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
-    r""":math:`t \sim \mathcal U[0, 1)`, ``(B,)`` float32 (drawn on the generator's device, then moved)."""
+#: The time distributions of :func:`sample_time`.
+TIME_DISTRIBUTIONS = ("uniform", "logit_normal")
+
+
+def sample_time(B: int, generator: torch.Generator | None = None, device=None, *, dist: str = "uniform",
+                loc: float = 0.0, scale: float = 1.0) -> torch.Tensor:
+    r"""Training times ``(B,)`` float32 in :math:`(0, 1)`, drawn on the generator's device, then moved.
+
+    ``dist="uniform"``: :math:`t \sim \mathcal U[0, 1)` (Lipman et al.). ``dist="logit_normal"``:
+    :math:`t = \sigma(m + s\,n)`, :math:`n \sim \mathcal N(0, 1)` (``loc`` :math:`m`, ``scale``
+    :math:`s`; Esser et al., 2024, eq. 19), whose density
+
+    .. math:: \pi(t) = \frac{1}{s\sqrt{2\pi}}\,\frac{1}{t(1 - t)}
+              \exp\Big(-\frac{(\operatorname{logit} t - m)^2}{2 s^2}\Big)
+
+    puts more of the training at intermediate times, where the velocity is hardest to predict, and
+    less near :math:`t = 0` (pure noise, the target is nearly the data mean minus the noise) and
+    :math:`t = 1` (the target is nearly read off the input).
+    """
     B = checks.positive_int(B, "B")
-    return distributed.rand((B,), generator=generator, device=generator.device if generator is not None else None).to(device)
+    checks.one_of(dist, TIME_DISTRIBUTIONS, "dist")
+    on = generator.device if generator is not None else None
+    if dist == "uniform":
+        return distributed.rand((B,), generator=generator, device=on).to(device)
+    if not scale > 0:
+        raise ValueError(f"scale must be positive, got {scale}")
+    return torch.sigmoid(loc + scale * distributed.randn((B,), generator=generator, device=on)).to(device)
 
 
 def cfm_loss(

@@ -699,6 +699,7 @@ def flow_train_step(
     p_uncond: float = 0.0,
     null_label: int | None = None,
     coupling: str = "independent",
+    time_dist: str = "uniform",
     lr: float | None = None,
     ema: EMA | None = None,
     generator: torch.Generator | None = None,
@@ -706,10 +707,11 @@ def flow_train_step(
     r"""One update of a velocity network by conditional flow matching (chapter 13):
 
     .. math:: \mathcal L = \frac1B \sum_b \big\|v_\theta\big((1 - t_b)\,x_{0,b} + t_b\,x_{1,b},\ t_b,\ y_b\big)
-              - (x_{1,b} - x_{0,b})\big\|^2 / D, \qquad t_b \sim \mathcal U[0, 1),\ x_{0,b} \sim \mathcal N(0, I)
+              - (x_{1,b} - x_{0,b})\big\|^2 / D, \qquad t_b \sim \pi,\ x_{0,b} \sim \mathcal N(0, I)
 
     In this order, with ``generator``: the labels dropped to :math:`\varnothing` with probability
-    ``p_uncond`` (as :func:`ddpm_train_step`), :math:`t`, then :math:`x_0`; with
+    ``p_uncond`` (as :func:`ddpm_train_step`), :math:`t` from the distribution ``time_dist``
+    (:func:`gencourse.flow.sample_time`: ``"uniform"`` or ``"logit_normal"``), then :math:`x_0`; with
     ``coupling="ot"`` the noise batch is reordered by :func:`gencourse.flow.ot_pairs` (minibatch OT).
     Then :func:`gencourse.flow.cfm_loss`, backward, ``lr``, ``opt.step()`` and ``ema.update``.
     ``x1`` ``(B, ...)`` data. Returns ``{"loss": float}``.
@@ -719,7 +721,7 @@ def flow_train_step(
     checks.one_of(coupling, ("independent", "ot"), "coupling")
     if y is not None and null_label is not None:
         y = diffusion.drop_labels(y, p_uncond, null_label, generator=generator)
-    t = flow.sample_time(x1.shape[0], generator, x1.device)
+    t = flow.sample_time(x1.shape[0], generator, x1.device, dist=time_dist)
     x0 = distributed.randn(x1.shape, generator=generator, device=generator.device if generator is not None else None).to(x1.device)
     if coupling == "ot":
         x0 = flow.ot_pairs(x0, x1)

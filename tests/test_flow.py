@@ -307,6 +307,36 @@ def test_flow_train_step_is_the_cfm_loss_and_ot_reorders_the_noise():
         gc.train.flow_train_step(net, opt, x1, coupling="sinkhorn")
 
 
+def test_logit_normal_times_against_scipy_and_the_train_step_uses_them():
+    from scipy import stats
+
+    t = flow.sample_time(20_000, torch.Generator().manual_seed(3), dist="logit_normal", loc=0.5, scale=0.8)
+    assert t.dtype == torch.float32 and t.shape == (20_000,) and 0 < t.min() and t.max() < 1
+    logit = torch.log(t.double() / (1 - t.double())).numpy()
+    assert stats.kstest(logit, stats.norm(0.5, 0.8).cdf).pvalue > 0.01
+    # the density of the docstring integrates to the empirical mass of an interval
+    a, b = 0.2, 0.4
+    grid = np.linspace(a, b, 2001)
+    density = stats.norm.pdf((np.log(grid / (1 - grid)) - 0.5) / 0.8) / (0.8 * grid * (1 - grid))
+    mass = float(np.sum((density[1:] + density[:-1]) / 2 * np.diff(grid)))
+    assert ((t > a) & (t < b)).double().mean().item() == pytest.approx(mass, abs=0.01)
+    # uniform times are unchanged: the generator's rand
+    torch.testing.assert_close(flow.sample_time(8, torch.Generator().manual_seed(4)), torch.rand(8, generator=torch.Generator().manual_seed(4)))
+    with pytest.raises(ValueError, match="dist"):
+        flow.sample_time(4, dist="beta")
+    with pytest.raises(ValueError, match="scale must be positive"):
+        flow.sample_time(4, dist="logit_normal", scale=0.0)
+    torch.manual_seed(0)
+    net = gc.nn.TimeMLP(2, hidden=16, n_layers=1, emb_dim=8, continuous_time=True)
+    opt = torch.optim.SGD(net.parameters(), lr=0.0)
+    x1 = torch.randn(16, 2)
+    out = gc.train.flow_train_step(net, opt, x1, time_dist="logit_normal", generator=torch.Generator().manual_seed(7))
+    g = torch.Generator().manual_seed(7)
+    t = torch.sigmoid(torch.randn(16, generator=g))
+    x0 = torch.randn(16, 2, generator=g)
+    assert out["loss"] == pytest.approx(flow.cfm_loss(net, x1, x0=x0, t=t).item(), rel=1e-6)
+
+
 def test_latent_autoencoder_loss_by_hand():
     torch.manual_seed(0)
     ae = gc.models.autoencoder.LatentAutoencoder(4, (8, 16))

@@ -44,8 +44,10 @@ __all__ = [
 #: Adam steps of the pixel-space model per profile.
 FLOW_STEPS = {"smoke": 8, "cpu": 3_000, "gpu": 20_000}
 
-#: The sampler of the chapter's reported samples: Heun, 5 steps (10 network evaluations), guidance w = 0.5.
-SAMPLER = {"method": "heun", "n_steps": 5, "w": 0.5}
+#: The sampler of the chapter's reported samples: Heun, 10 steps (20 network evaluations), guidance
+#: w = 0.35 (``benchmarks/results/flow_time_sampling.md``: with 5 steps the pixel model's samples
+#: carry background specks; w = 0.5 trades more recall for precision).
+SAMPLER = {"method": "heun", "n_steps": 10, "w": 0.35}
 
 
 def _settings(defaults: dict, overrides: dict, what: str) -> dict:
@@ -61,13 +63,16 @@ def _settings(defaults: dict, overrides: dict, what: str) -> dict:
 def flow_settings(name: str = "flow_cfg", *, profile: str | None = None, **overrides) -> dict:
     r"""Settings of the pixel-space model: chapter 12's (:func:`gencourse.recipes.diffusion.ddpm_settings`)
     without ``schedule``, ``T`` and ``prediction``, with ``image`` (the shape the model generates), ``steps`` from
-    :data:`FLOW_STEPS` and ``coupling`` (``"independent"`` or ``"ot"``, minibatch OT). ``overrides``
-    replace single keys."""
+    :data:`FLOW_STEPS`, ``coupling`` (``"independent"`` or ``"ot"``, minibatch OT) and ``time_dist``, the
+    distribution of the training times (:func:`gencourse.flow.sample_time`): ``"logit_normal"``, which
+    gave sharper samples at the same cost (``benchmarks/results/flow_time_sampling.md``), or
+    ``"uniform"``. ``overrides`` replace single keys."""
     settings = ddpm_settings(name, profile=profile)
     del settings["schedule"], settings["T"], settings["prediction"]
     settings.update({
         "image": [1, 28, 28],
         "coupling": "independent",
+        "time_dist": "logit_normal",
         "steps": config.budget(profile=profile, **FLOW_STEPS),
     })
     return _settings(settings, overrides, "flow")
@@ -127,7 +132,7 @@ def build_flow_unet(settings: dict) -> DiffusionUNet:
 def train_flow(model: DiffusionUNet, ema: train.EMA, settings: dict, x: torch.Tensor, y: torch.Tensor, *, progress: bool = True) -> train.History:
     r"""Train ``model`` (and its average ``ema``) on ``(x, y)`` by :func:`gencourse.train.flow_train_step`:
     ``settings["steps"]`` steps of a batch drawn with replacement, labels dropped with probability
-    ``p_uncond``, :math:`t` and :math:`x_0` drawn, the CFM loss, Adam at the learning rate of
+    ``p_uncond``, :math:`t` (from ``settings["time_dist"]``) and :math:`x_0` drawn, the CFM loss, Adam at the learning rate of
     :func:`gencourse.train.lr_cosine`, the EMA. Every random number comes from one CPU generator
     seeded with ``settings["seed"]``. Returns the :class:`~gencourse.train.History` (``loss``)."""
     device = next(model.parameters()).device
@@ -141,7 +146,7 @@ def train_flow(model: DiffusionUNet, ema: train.EMA, settings: dict, x: torch.Te
         idx = distributed.randint(0, len(x), (b,), generator=g).to(device)
         return train.flow_train_step(
             net, opt, x[idx], y=y[idx], p_uncond=settings["p_uncond"], null_label=settings["n_classes"],
-            coupling=settings["coupling"], lr=settings["lr"] * train.lr_cosine(i - 1, steps, settings["warmup"]),
+            coupling=settings["coupling"], time_dist=settings["time_dist"], lr=settings["lr"] * train.lr_cosine(i - 1, steps, settings["warmup"]),
             ema=ema, generator=g,
         )
 
