@@ -1,6 +1,6 @@
-"""Chapter 07's DCGAN under ``cpu``: four changes tried for sharper samples, each against the recipe.
+"""Chapter 07's DCGAN under ``cpu``: changes tried for sharper samples, each against the recipe.
 
-    .venv/bin/python benchmarks/dcgan_tricks.py baseline translate lr_decay ema999 bf16
+    .venv/bin/python benchmarks/dcgan_tricks.py baseline translate lr_decay ema999 bf16 r1_0.1 r1_1
 
 Each argument trains the recipe (:func:`gencourse.recipes.dcgan.dcgan_mnist`, seed 0, one thread)
 with one change, then scores 2,000 samples of the EMA generator against the held-out images
@@ -12,7 +12,10 @@ with one change, then scores 2,000 samples of the EMA generator against the held
 * ``lr_decay``: both learning rates decayed linearly to 0 over the steps (as chapter 08's WGAN-GP);
 * ``ema999``: the EMA of G with decay 0.999 instead of 0.995;
 * ``bf16``: G and D under bfloat16 autocast, with 6,400 steps instead of 4,000 (about the CPU
-  time that float32 needs for 5,200 on this machine).
+  time that float32 needs for 5,200 on this machine);
+* ``r1_<gamma>``: the R1 penalty (:func:`gencourse.losses.r1_penalty`, Mescheder et al., 2018) on
+  the discriminator at the real images, lazily (Karras et al., 2020): every 4th discriminator step
+  one more update by :math:`4 γ/2 R_1`, as chapter 11's StyleGAN.
 
 One JSON line per run; the results are in ``results/dcgan_tricks.md``.
 """
@@ -30,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 import gencourse as gc
-from gencourse import train
+from gencourse import losses, train
 from gencourse.models import gan
 from gencourse.recipes import dcgan as recipe
 
@@ -69,7 +72,18 @@ def run(change: str) -> dict:
     torch.manual_seed(1000)
     overrides = {"ema999": {"ema_decay": 0.999}, "bf16": {"steps": 6_400}}.get(change, {})
     steps = recipe.dcgan_settings(**overrides)["steps"]
-    build, adam, ema_update = recipe.build_dcgan, torch.optim.Adam, train.EMA.update
+    build, adam, ema_update, d_step = recipe.build_dcgan, torch.optim.Adam, train.EMA.update, train.d_step
+    gamma, n_d = (float(change.split("_")[1]), [0]) if change.startswith("r1_") else (0.0, [0])
+
+    def d_step_r1(G, D, opt_D, x_real, z, **kwargs):
+        out = d_step(G, D, opt_D, x_real, z, **kwargs)
+        n_d[0] += 1
+        if n_d[0] % 4 == 0:  # lazy R1: every 4th step, weighted by 4
+            penalty = losses.r1_penalty(D, x_real)
+            opt_D.zero_grad(set_to_none=True)
+            (4 * gamma / 2 * penalty).backward()
+            opt_D.step()
+        return out
 
     def patched_build(settings):
         modules = build(settings)
@@ -93,13 +107,15 @@ def run(change: str) -> dict:
     recipe.build_dcgan = patched_build
     if change == "lr_decay":
         torch.optim.Adam = DecayingAdam
+    if gamma > 0:
+        train.d_step = d_step_r1
     train.EMA.update = lambda self, model: ema_update(self, model.m if isinstance(model, BFloat16) else model)
     try:
         start = time.process_time()
         modules, _ = recipe.dcgan_mnist(f"dcgan_{change}", progress=False, retrain=True, **overrides)
         cpu = time.process_time() - start
     finally:
-        recipe.build_dcgan, torch.optim.Adam, train.EMA.update = build, adam, ema_update
+        recipe.build_dcgan, torch.optim.Adam, train.EMA.update, train.d_step = build, adam, ema_update, d_step
     x = gan.generate(modules["G_ema"], 2000, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
     r = gc.metrics.evaluate(x, value_range="pm1", n=2000, memorisation=False)
     return {"change": change, "steps": steps, "cpu_seconds": round(cpu), "fid": round(float(r["fid"]), 2),

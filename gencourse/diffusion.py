@@ -52,6 +52,7 @@ __all__ = [
     "eps_from_v",
     "EpsFromV",
     "sample_t",
+    "TIME_DISTRIBUTIONS",
     "ddpm_loss",
     "drop_labels",
     "ddpm_sample_step",
@@ -360,11 +361,39 @@ class EpsFromV(torch.nn.Module):
 # ----------------------------------------------------------------------------------------------
 
 
-def sample_t(B: int, T: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
-    r"""``B`` time steps :math:`t \sim \mathcal U\{1, \dots, T\}`, a long tensor ``(B,)``."""
+#: The distributions of the training steps of :func:`sample_t`.
+TIME_DISTRIBUTIONS = ("uniform", "logit_normal")
+
+
+def sample_t(B: int, T: int, generator: torch.Generator | None = None, device=None, *, dist: str = "uniform",
+             alpha_bar: torch.Tensor | None = None) -> torch.Tensor:
+    r"""``B`` training steps in :math:`\{1, \dots, T\}`, a long tensor ``(B,)``.
+
+    ``dist="uniform"``: :math:`t \sim \mathcal U\{1, \dots, T\}` (Ho et al., Algorithm 1).
+    ``dist="logit_normal"`` (needs the schedule's ``alpha_bar``): chapter 13's logit-normal times
+    carried over to the steps. Each step lies on the linear noise-to-data path at the time
+    :math:`s_t = \sqrt{\bar\alpha_t} / (\sqrt{\bar\alpha_t} + \sqrt{1 - \bar\alpha_t})`
+    (:func:`gencourse.flow.diffusion_time`); draw :math:`s = \sigma(n)`, :math:`n \sim \mathcal N(0, 1)`,
+    and take the step whose :math:`s_t` is nearest. Steps where the image is half decided are drawn
+    more often, the nearly clean and the nearly pure-noise ones less (Esser et al., 2024, compare
+    the time distributions of both parameterisations this way).
+    """
     T = _check_T(T)
+    checks.one_of(dist, TIME_DISTRIBUTIONS, "dist")
     gen_device = generator.device if generator is not None else (device or "cpu")
-    return distributed.randint(1, T + 1, (B,), generator=generator, device=gen_device).to(device or gen_device)
+    if dist == "uniform":
+        return distributed.randint(1, T + 1, (B,), generator=generator, device=gen_device).to(device or gen_device)
+    if alpha_bar is None:
+        raise ValueError("dist='logit_normal' needs the schedule's alpha_bar (T + 1,)")
+    _check_table(alpha_bar, "alpha_bar")
+    if alpha_bar.shape[0] != T + 1:
+        raise ValueError(f"alpha_bar must have T + 1 = {T + 1} entries, got {alpha_bar.shape[0]}")
+    from .flow import diffusion_time
+
+    s_steps = diffusion_time(alpha_bar.detach().double())[1:].to(gen_device)  # s of t = 1..T, decreasing
+    s = torch.sigmoid(distributed.randn((B,), generator=generator, device=gen_device).double())
+    t = (s_steps[None, :] - s[:, None]).abs().argmin(dim=1) + 1
+    return t.to(device or gen_device)
 
 
 def ddpm_loss(
@@ -377,6 +406,7 @@ def ddpm_loss(
     eps: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     prediction: str = "eps",
+    time_dist: str = "uniform",
 ) -> torch.Tensor:
     r"""The simplified DDPM objective of Ho et al. (eq. 14, Algorithm 1), :math:`\varepsilon`-prediction:
 
@@ -402,6 +432,8 @@ def ddpm_loss(
             In terms of the implied noise (:func:`eps_from_v`) the v-loss is the
             :math:`\varepsilon`-loss weighted by :math:`1/\bar\alpha_t`: more weight on the noisy
             steps, where the digit's shape is decided. Same random numbers in the same order.
+        time_dist: how :math:`t` is drawn when not given: ``"uniform"`` (as above) or
+            ``"logit_normal"`` (:func:`sample_t`).
 
     Returns:
         the scalar loss.
@@ -411,7 +443,7 @@ def ddpm_loss(
     _check_table(alpha_bar, "alpha_bar")
     B = x0.shape[0]
     T = alpha_bar.shape[0] - 1
-    t = sample_t(B, T, generator, x0.device) if t is None else _as_t(t, B, T, x0.device, low=1)
+    t = sample_t(B, T, generator, x0.device, dist=time_dist, alpha_bar=alpha_bar) if t is None else _as_t(t, B, T, x0.device, low=1)
     eps = _randn(x0.shape, generator, x0.device) if eps is None else eps
     _check_like("eps", eps, x0, "x0")
     x_t = q_sample(x0, t, eps, alpha_bar)

@@ -352,7 +352,7 @@ def _style_entry(n: int, generator: torch.Generator) -> Samples:
 
 @register(
     "DDPM + CFG", chapter="12", value_range="pm1",
-    description=(f"class-conditional U-Net (label dropout 0.2, v-prediction), DDIM {ddpm.SAMPLER['n_steps']} steps with x_0 "
+    description=(f"class-conditional U-Net (label dropout 0.2, v-prediction, logit-normal steps), DDIM {ddpm.SAMPLER['n_steps']} steps with x_0 "
                  f"clamped, guidance w = {ddpm.SAMPLER['w']:g}"),
 )
 def _ddpm_entry(n: int, generator: torch.Generator) -> Samples:
@@ -366,7 +366,8 @@ _FM_SAMPLER = f"{fm.SAMPLER['method'].capitalize()} {fm.SAMPLER['n_steps']} step
 
 
 @register("flow matching", chapter="13", value_range="pm1",
-          description=f"chapter 12's class-conditional U-Net trained by conditional flow matching, {_FM_SAMPLER}")
+          description=("chapter 12's class-conditional U-Net trained by conditional flow matching, logit-normal "
+                       f"times, {_FM_SAMPLER}"))
 def _flow_entry(n: int, generator: torch.Generator) -> Samples:
     model, history = fm.flow_mnist(progress=False)
     labels = torch.arange(n) % 10
@@ -374,7 +375,7 @@ def _flow_entry(n: int, generator: torch.Generator) -> Samples:
 
 
 @register("latent flow matching", chapter="13", value_range="pm1",
-          description=f"flow matching on a KL autoencoder's 4x7x7 latents, decoded, {_FM_SAMPLER}")
+          description=f"flow matching (logit-normal times) on a KL autoencoder's 4x7x7 latents, decoded, {_FM_SAMPLER}")
 def _latent_flow_entry(n: int, generator: torch.Generator) -> Samples:
     model, ae, scale, history = fm.latent_flow_mnist(progress=False)
     labels = torch.arange(n) % 10

@@ -667,6 +667,7 @@ def ddpm_train_step(
     ema: EMA | None = None,
     generator: torch.Generator | None = None,
     prediction: str = "eps",
+    time_dist: str = "uniform",
 ) -> dict:
     r"""One update of an :math:`\varepsilon`-network (Ho et al., 2020, Algorithm 1; chapter 12): the
     training step, not to be confused with the sampling step :func:`gencourse.diffusion.ddpm_sample_step`.
@@ -682,11 +683,13 @@ def ddpm_train_step(
     learning rate set to ``lr`` (when given, e.g. from :func:`lr_cosine`), ``opt.step()``, and
     ``ema.update(model)`` when an :class:`EMA` is given. ``x0`` ``(B, C, H, W)``, ``alpha_bar``
     ``(T + 1,)`` on ``x0``'s device. ``prediction="v"`` trains a v-network instead
-    (:func:`gencourse.diffusion.ddpm_loss`). Returns ``{"loss": float}``.
+    (:func:`gencourse.diffusion.ddpm_loss`); ``time_dist="logit_normal"`` draws the steps from
+    :func:`gencourse.diffusion.sample_t`'s logit-normal distribution. Returns ``{"loss": float}``.
     """
     if y is not None and null_label is not None:
         y = diffusion.drop_labels(y, p_uncond, null_label, generator=generator)
-    loss = diffusion.ddpm_loss(model, x0, alpha_bar, y=y, generator=generator, prediction=prediction)
+    loss = diffusion.ddpm_loss(model, x0, alpha_bar, y=y, generator=generator, prediction=prediction,
+                               time_dist=time_dist)
     return _update(model, opt, loss, lr, ema)
 
 

@@ -224,6 +224,45 @@ def test_ddpm_loss_is_zero_for_the_true_noise_and_draws_t_in_1_to_T(sched):
     assert set(t_big.unique().tolist()) == {1, 2, 3, 4}
 
 
+def test_logit_normal_steps_have_the_logit_normal_mass_of_their_cells_and_reach_the_loss():
+    from scipy import stats
+
+    sched = D.linear_schedule(10)
+    from gencourse.flow import diffusion_time
+
+    s_t = diffusion_time(sched.alpha_bar.double())[1:].numpy()  # decreasing in t = 1..10
+    # step t takes the s closest to s_t: its cell runs between the midpoints with its neighbours
+    upper = np.concatenate([[1.0], (s_t[:-1] + s_t[1:]) / 2])
+    lower = np.concatenate([(s_t[:-1] + s_t[1:]) / 2, [0.0]])
+    logit = lambda p: np.log(p / (1 - p)) if 0 < p < 1 else (np.inf if p >= 1 else -np.inf)  # noqa: E731
+    mass = np.array([stats.norm.cdf(logit(u)) - stats.norm.cdf(logit(lo)) for u, lo in zip(upper, lower)])
+    t = D.sample_t(200_000, 10, generator=gen(5), dist="logit_normal", alpha_bar=sched.alpha_bar)
+    assert t.dtype == torch.long and t.min() >= 1 and t.max() <= 10
+    freq = torch.bincount(t, minlength=11)[1:].double().numpy() / len(t)
+    np.testing.assert_allclose(freq, mass, atol=0.004)
+    # on the 1000-step schedule half the draws lie on each side of s = 1/2, the middle of the path
+    long = D.linear_schedule(1000)
+    t_long = D.sample_t(50_000, 1000, generator=gen(6), dist="logit_normal", alpha_bar=long.alpha_bar)
+    s_median = diffusion_time(long.alpha_bar.double())[t_long.median()].item()
+    assert s_median == pytest.approx(0.5, abs=0.02)
+    # uniform stays Algorithm 1's draw; the loss draws t from the distribution it is given
+    torch.testing.assert_close(D.sample_t(6, 10, generator=gen(2)), torch.randint(1, 11, (6,), generator=gen(2)))
+    seen = {}
+
+    def model(x_t, t):
+        seen["t"] = t
+        return torch.zeros_like(x_t)
+
+    D.ddpm_loss(model, torch.randn(8, 2), sched.alpha_bar, generator=gen(4), time_dist="logit_normal")
+    torch.testing.assert_close(seen["t"], D.sample_t(8, 10, generator=gen(4), dist="logit_normal", alpha_bar=sched.alpha_bar))
+    with pytest.raises(ValueError, match="needs the schedule's alpha_bar"):
+        D.sample_t(4, 10, dist="logit_normal")
+    with pytest.raises(ValueError, match="T \\+ 1 = 11 entries"):
+        D.sample_t(4, 10, dist="logit_normal", alpha_bar=D.linear_schedule(20).alpha_bar)
+    with pytest.raises(ValueError, match="dist"):
+        D.sample_t(4, 10, dist="cosine")
+
+
 def test_ddpm_loss_passes_labels_and_checks_shapes(sched):
     x0 = torch.randn(3, 2)
     y = torch.tensor([0, 1, 2])

@@ -48,8 +48,9 @@ def test_train_is_reproducible_and_matches_algorithm_1():
     idx = torch.randint(len(x), (4,), generator=g)
     y0 = D.drop_labels(y[idx], s["p_uncond"], 10, generator=g)
     fresh = dm.build_unet(s)
-    assert s["prediction"] == "v"  # the chapter's model predicts v
-    expected = D.ddpm_loss(fresh, x[idx], dm.make_schedule(s).alpha_bar, y=y0, generator=g, prediction="v")
+    assert s["prediction"] == "v" and s["time_dist"] == "logit_normal"  # the chapter's model: v, logit-normal steps
+    expected = D.ddpm_loss(fresh, x[idx], dm.make_schedule(s).alpha_bar, y=y0, generator=g, prediction="v",
+                           time_dist="logit_normal")
     assert abs(h1["loss"][0] - expected.item()) < 1e-5
 
 

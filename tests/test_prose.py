@@ -214,6 +214,7 @@ ALLOWED: dict[str, dict[str, str]] = {
         "12-fold": "recorded benchmark (benchmarks/results/diffusion_prediction.md)",
         "1.1": "recorded benchmark (benchmarks/results/diffusion_prediction.md)",
         "1.4": "recorded benchmark (benchmarks/results/diffusion_prediction.md)",
+        "7.5": "recorded benchmark (benchmarks/results/diffusion_prediction.md)",
     },
     "14_evaluation": {
         "0.01": "the weight of the model in the 99 % noise mixture (a setting)",

@@ -46,7 +46,7 @@ FLOW_STEPS = {"smoke": 8, "cpu": 3_000, "gpu": 20_000}
 
 #: The sampler of the chapter's reported samples: Heun, 10 steps (20 network evaluations), guidance
 #: w = 0.35 (``benchmarks/results/flow_time_sampling.md``: with 5 steps the pixel model's samples
-#: carry background specks; w = 0.5 trades more recall for precision).
+#: carry background specks; w = 0.5 buys precision with recall and a higher FID).
 SAMPLER = {"method": "heun", "n_steps": 10, "w": 0.35}
 
 
