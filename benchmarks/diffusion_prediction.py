@@ -22,12 +22,10 @@ One JSON line per model and sampler goes to ``results/diffusion_prediction.jsonl
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("GENCOURSE_PROFILE", "cpu")
 
@@ -35,13 +33,14 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _jsonl
+from _jsonl import mean_sd as _ms
 from diffusion_specks import speck_fraction
 
 import gencourse as gc
 from gencourse import diffusion
 from gencourse.recipes import diffusion as recipe
 
-RESULTS = Path(__file__).resolve().parent / "results"
 N = 2000
 SAMPLERS = {"eps": [(1.0, None), (1.0, 1.0)], "v": [(1.0, None), (1.0, 1.0), (0.5, 1.0)],
             "v+ln": [(0.5, 1.0), (0.35, 1.0)]}  # (w, clip_x0)
@@ -70,18 +69,11 @@ def run(prediction: str, seed: int, samplers=None) -> None:
                "sample_cpu_seconds": cpu, "fid": m["fid"], "precision": m["precision"], "recall": m["recall"],
                "conditional_accuracy": m["conditional_accuracy"], "specks": speck_fraction((x + 1) / 2),
                "date": time.strftime("%Y-%m-%d")}
-        print(json.dumps(row), flush=True)
-        with open(RESULTS / "diffusion_prediction.jsonl", "a") as f:
-            f.write(json.dumps(row) + "\n")
-
-
-def _ms(values, fmt):
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{fmt.format(statistics.fmean(values))} ± {fmt.format(sd)}"
+        _jsonl.append("diffusion_prediction", row)
 
 
 def table() -> str:
-    rows = [json.loads(line) for line in (RESULTS / "diffusion_prediction.jsonl").read_text().splitlines() if line.strip()]
+    rows = _jsonl.rows("diffusion_prediction")
     lines = [
         "# Chapter 12's diffusion model: ε- against v-prediction, the training steps, DDIM with and without x_0 clamping",
         "",
@@ -117,17 +109,15 @@ def table() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _run_arg(arg: str) -> None:
+    # PREDICTION:SEED, or PREDICTION:SEED@W1,W2 for those scales only (x_0 clamped)
+    spec, _, scales = arg.partition("@")
+    prediction, seed = spec.split(":")
+    run(prediction, int(seed), [(float(w), 1.0) for w in scales.split(",")] if scales else None)
+
+
 def main(argv: list[str]) -> int:
-    if argv == ["--table"]:
-        text = table()
-        (RESULTS / "diffusion_prediction.md").write_text(text)
-        print(text)
-        return 0
-    for arg in argv:  # PREDICTION:SEED, or PREDICTION:SEED@W1,W2 for those scales only (x_0 clamped)
-        spec, _, scales = arg.partition("@")
-        prediction, seed = spec.split(":")
-        run(prediction, int(seed), [(float(w), 1.0) for w in scales.split(",")] if scales else None)
-    return 0
+    return _jsonl.main(argv, "diffusion_prediction", table, _run_arg)
 
 
 if __name__ == "__main__":

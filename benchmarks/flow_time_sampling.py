@@ -20,12 +20,10 @@ speck fraction of ``diffusion_specks.py``. One JSON line per model and sampler g
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("GENCOURSE_PROFILE", "cpu")
 
@@ -33,12 +31,13 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _jsonl
+from _jsonl import mean_sd as _ms
 from diffusion_specks import speck_fraction
 
 import gencourse as gc
 from gencourse.recipes import flow as recipe
 
-RESULTS = Path(__file__).resolve().parent / "results"
 N = 2000
 FORMER = {"method": "heun", "n_steps": 5, "w": 0.5}
 SAMPLERS = {"uniform": [FORMER, recipe.SAMPLER], "logit_normal": [recipe.SAMPLER]}
@@ -68,18 +67,11 @@ def run(model_kind: str, time_dist: str, seed: int) -> None:
                "sample_cpu_seconds": cpu, "fid": m["fid"], "precision": m["precision"], "recall": m["recall"],
                "conditional_accuracy": m["conditional_accuracy"], "specks": speck_fraction((x + 1) / 2),
                "date": time.strftime("%Y-%m-%d")}
-        print(json.dumps(row), flush=True)
-        with open(RESULTS / "flow_time_sampling.jsonl", "a") as f:
-            f.write(json.dumps(row) + "\n")
-
-
-def _ms(values, fmt):
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{fmt.format(statistics.fmean(values))} ± {fmt.format(sd)}"
+        _jsonl.append("flow_time_sampling", row)
 
 
 def table() -> str:
-    rows = [json.loads(line) for line in (RESULTS / "flow_time_sampling.jsonl").read_text().splitlines() if line.strip()]
+    rows = _jsonl.rows("flow_time_sampling")
     lines = [
         "# Chapter 13's flow-matching models: the distribution of the training times, and the sampler",
         "",
@@ -117,18 +109,15 @@ def table() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _run_arg(arg: str) -> None:  # MODEL:TIME_DIST:SEED
+    model_kind, time_dist, seed = arg.split(":")
+    if model_kind not in ("pixel", "latent"):
+        raise SystemExit(f"MODEL must be pixel or latent, got {model_kind!r}")
+    run(model_kind, time_dist, int(seed))
+
+
 def main(argv: list[str]) -> int:
-    if argv == ["--table"]:
-        text = table()
-        (RESULTS / "flow_time_sampling.md").write_text(text)
-        print(text)
-        return 0
-    for arg in argv:  # MODEL:TIME_DIST:SEED
-        model_kind, time_dist, seed = arg.split(":")
-        if model_kind not in ("pixel", "latent"):
-            raise SystemExit(f"MODEL must be pixel or latent, got {model_kind!r}")
-        run(model_kind, time_dist, int(seed))
-    return 0
+    return _jsonl.main(argv, "flow_time_sampling", table, _run_arg)
 
 
 if __name__ == "__main__":

@@ -22,21 +22,22 @@ One JSON line per model and selection goes to ``results/gan_selection.jsonl``.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("GENCOURSE_PROFILE", "cpu")
 
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _jsonl
+
 import gencourse as gc
 from gencourse.models import gan
 from gencourse.recipes import conditional, dcgan, wgan
 
-RESULTS = Path(__file__).resolve().parent / "results"
 N, POOL = 2000, 5
 
 
@@ -87,13 +88,11 @@ def run(model: str) -> None:
                                 memorisation=False)
         row = {"model": model, "selection": how, "fid": m["fid"], "precision": m["precision"], "recall": m["recall"],
                "accept_rate": float(accept.float().mean()) if how == "DRS" else None, "date": time.strftime("%Y-%m-%d")}
-        print(json.dumps(row), flush=True)
-        with open(RESULTS / "gan_selection.jsonl", "a") as f:
-            f.write(json.dumps(row) + "\n")
+        _jsonl.append("gan_selection", row)
 
 
 def table() -> str:
-    rows = [json.loads(line) for line in (RESULTS / "gan_selection.jsonl").read_text().splitlines() if line.strip()]
+    rows = _jsonl.rows("gan_selection")
     names = {"dcgan": "DCGAN (07)", "wgan": "WGAN-GP (08)", "cgan": "cGAN (09)", "projection": "cGAN, projection D (09)",
              "acgan": "ACGAN (09)"}
     lines = [
@@ -125,14 +124,7 @@ def table() -> str:
 
 
 def main(argv: list[str]) -> int:
-    if argv == ["--table"]:
-        text = table()
-        (RESULTS / "gan_selection.md").write_text(text)
-        print(text)
-        return 0
-    for model in argv:
-        run(model)
-    return 0
+    return _jsonl.main(argv, "gan_selection", table, run)
 
 
 if __name__ == "__main__":

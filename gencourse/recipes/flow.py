@@ -62,7 +62,7 @@ def _settings(defaults: dict, overrides: dict, what: str) -> dict:
 
 def flow_settings(name: str = "flow_cfg", *, profile: str | None = None, **overrides) -> dict:
     r"""Settings of the pixel-space model: chapter 12's (:func:`gencourse.recipes.diffusion.ddpm_settings`)
-    without ``schedule``, ``T`` and ``prediction``, with ``image`` (the shape the model generates), ``steps`` from
+    without ``schedule``, ``T`` and ``prediction`` (its ``time_dist`` kept), with ``image`` (the shape the model generates), ``steps`` from
     :data:`FLOW_STEPS`, ``coupling`` (``"independent"`` or ``"ot"``, minibatch OT) and ``time_dist``, the
     distribution of the training times (:func:`gencourse.flow.sample_time`): ``"logit_normal"``, which
     gave sharper samples at the same cost (``benchmarks/results/flow_time_sampling.md``), or
@@ -72,7 +72,6 @@ def flow_settings(name: str = "flow_cfg", *, profile: str | None = None, **overr
     settings.update({
         "image": [1, 28, 28],
         "coupling": "independent",
-        "time_dist": "logit_normal",
         "steps": config.budget(profile=profile, **FLOW_STEPS),
     })
     return _settings(settings, overrides, "flow")
