@@ -436,6 +436,34 @@ def g_step(G: nn.Module, D: nn.Module, opt_G: torch.optim.Optimizer, z: torch.Te
     return {"loss_G": loss_G.item()}
 
 
+__all__ += ["r1_step"]
+
+
+def r1_step(D: nn.Module, opt_D: torch.optim.Optimizer, x_real: torch.Tensor, *, gamma: float, every: int = 1,
+            y_real: torch.Tensor | None = None) -> dict:
+    r"""One update of the discriminator by the R1 penalty alone (Mescheder et al., 2018), the
+    **lazy** regularisation of StyleGAN2 (Karras et al., 2020, section 3.1): called after every
+    ``every``-th :func:`d_step`, it minimises
+
+    .. math:: \text{every}\cdot\frac{\gamma}{2}\,R_1, \qquad
+              R_1 = \frac1B\sum_b \big\|\nabla_x d(x_b)\big\|_2^2 \ \text{at the real images}
+
+    (:func:`gencourse.losses.r1_penalty`), so that on average the discriminator sees
+    :math:`\frac{\gamma}{2} R_1` per step at a fraction ``1 / every`` of the cost of the double
+    backward pass. A conditional discriminator gets the real labels ``y_real``: :math:`d(x, y)`.
+
+    Returns floats: ``r1`` (the penalty before the update).
+    """
+    if not gamma > 0:
+        raise ValueError(f"gamma must be > 0, got {gamma}")
+    every = checks.positive_int(every, "every")
+    penalty = losses.r1_penalty(D if y_real is None else (lambda x: D(x, y_real)), x_real)
+    opt_D.zero_grad(set_to_none=True)
+    (every * gamma / 2 * penalty).backward()
+    opt_D.step()
+    return {"r1": penalty.item()}
+
+
 # ----------------------------------------------------------------------------------------------
 # one-step functions of a Wasserstein GAN (chapter 08)
 # ----------------------------------------------------------------------------------------------

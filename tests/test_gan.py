@@ -282,7 +282,9 @@ def test_dcgan_recipe_trains_records_and_reloads(tmp_path, monkeypatch, capsys):
     modules, history = dcgan.dcgan_mnist("dcgan_test", progress=False, steps=5, snapshots=3)
     record = modules["record"]
     assert record.steps.tolist() == [0, 2, 5] and len(history) == 5
-    assert set(history.losses) == {"loss_D", "D_real", "D_fake", "loss_G"}
+    assert set(history.losses) == {"loss_D", "D_real", "D_fake", "loss_G", "r1"}
+    # lazy R1: no penalty before the 4th step, then the one computed at step 4
+    assert history["r1"][:3] == [0.0, 0.0, 0.0] and history["r1"][3] > 0 and history["r1"][4] == history["r1"][3]
     assert record.cpu_seconds.item() > 0 and record.images.abs().amax(dim=(1, 2, 3, 4)).min() > 0
     assert not modules["G_ema"].training
     # the EMA generator is not the raw one after training
@@ -320,3 +322,16 @@ def test_attribute_direction_within_groups_ignores_what_the_groups_differ_in():
     assert pooled[1] > 3 and abs(within[1]) < 0.6 and within[0] > 1.5  # the pooled direction mixes in the group axis
     with pytest.raises(ValueError, match="no group"):
         gan.attribute_direction(z[:12], score[:12], groups=torch.arange(12))
+
+
+def test_dcgan_recipe_r1_is_one_r1_step_every_fourth_step(tmp_path, monkeypatch):
+    # 8 steps: gc.train.r1_step at steps 4 and 8 with the settings' gamma and every, and a discriminator
+    # that differs from the one trained without R1 (chapter 07's written-out loop checks the losses step by step).
+    monkeypatch.setenv("GENCOURSE_DATA", str(tmp_path))
+    calls = []
+    step = train.r1_step
+    monkeypatch.setattr(train, "r1_step", lambda *a, **k: calls.append(k) or step(*a, **k))
+    with_r1 = dcgan.dcgan_mnist("dcgan_r1", progress=False, retrain=True, steps=8, snapshots=2)[0]
+    without = dcgan.dcgan_mnist("dcgan_nor1", progress=False, retrain=True, steps=8, snapshots=2, r1_gamma=0.0)[0]
+    assert calls == [{"gamma": 1.0, "every": 4}] * 2
+    assert any(not torch.equal(a, b) for a, b in zip(with_r1["D"].parameters(), without["D"].parameters()))

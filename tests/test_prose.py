@@ -119,6 +119,9 @@ ALLOWED: dict[str, dict[str, str]] = {
         "2.290": "recorded benchmark (benchmarks/results/dcgan_vs_classic.md)",
         "300 s": "recorded benchmark's CPU budget (a setting of the benchmark)",
         "FID of 809": "recorded benchmark (benchmarks/results/dcgan_vs_classic.md)",
+        "27.6": "recorded benchmark, 3 seeds without R1 (benchmarks/results/gan_r1.md)",
+        "23.0": "recorded benchmark, 3 seeds with R1 (benchmarks/results/gan_r1.md)",
+        "9 %": "recorded benchmark, R1's extra CPU time (benchmarks/results/gan_r1.md)",
     },
     "08_wgan": {
         "0.001": "a clipping bound c (a setting)",

@@ -232,3 +232,39 @@ def test_workers_from_the_environment_and_the_profile(monkeypatch):
     monkeypatch.delenv("GENCOURSE_WORKERS")
     assert config.workers("smoke") == 1 and config.workers("gpu") == 1
     assert 1 <= config.workers("cpu") <= 4
+
+
+class _LinearD(nn.Module):
+    """d(x) = w · x (+ a label-dependent offset): grad_x d = w, so R1 = ||w||^2 exactly."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.w = nn.Parameter(torch.linspace(-1.0, 2.0, n))
+        self.offset = nn.Parameter(torch.zeros(10))
+
+    def forward(self, x, y=None):
+        d = x.flatten(1) @ self.w
+        return d if y is None else d + self.offset[y]
+
+
+@pytest.mark.parametrize("every", [1, 4])
+def test_r1_step_is_one_sgd_step_on_every_gamma_half_squared_norm(every):
+    # R1 = ||w||^2, so every * gamma / 2 * R1 has gradient every * gamma * w: w <- w (1 - lr every gamma).
+    D, lr, gamma = _LinearD(12), 0.01, 2.0
+    w0 = D.w.detach().clone()
+    out = train.r1_step(D, torch.optim.SGD(D.parameters(), lr), torch.randn(5, 3, 4), gamma=gamma, every=every)
+    assert out["r1"] == pytest.approx(float(w0.pow(2).sum()), rel=1e-6)
+    torch.testing.assert_close(D.w.detach(), w0 * (1 - lr * every * gamma))
+
+
+def test_r1_step_per_sample_norm_and_conditional_labels():
+    # A nonlinear D, d(x) = sum(x^3) per sample: grad = 3 x^2, R1 = mean_b sum_i 9 x_bi^4 (per sample, not per pixel).
+    x = torch.randn(6, 1, 3, 3)
+    scale = nn.Parameter(torch.ones(()))
+    D = lambda x, y=None: scale * x.pow(3).flatten(1).sum(1) + (0.0 if y is None else y.float())  # noqa: E731
+    out = train.r1_step(D, torch.optim.SGD([scale], 0.0), x, gamma=1.0, y_real=torch.arange(6))
+    assert out["r1"] == pytest.approx(float((9 * x.pow(4)).flatten(1).sum(1).mean()), rel=1e-5)
+    with pytest.raises(ValueError, match="gamma"):
+        train.r1_step(_LinearD(4), torch.optim.SGD([scale], 0.1), torch.randn(2, 4), gamma=0.0)
+    with pytest.raises(ValueError, match="every"):
+        train.r1_step(_LinearD(4), torch.optim.SGD([scale], 0.1), torch.randn(2, 4), gamma=1.0, every=0)
