@@ -122,6 +122,7 @@ ALLOWED: dict[str, dict[str, str]] = {
         "27.6": "recorded benchmark, 3 seeds without R1 (benchmarks/results/gan_r1.md)",
         "23.0": "recorded benchmark, 3 seeds with R1 (benchmarks/results/gan_r1.md)",
         "9 %": "recorded benchmark, R1's extra CPU time (benchmarks/results/gan_r1.md)",
+        "14.2": "recorded benchmark, R1 with 12,000 steps (benchmarks/results/gan_r1.md)",
     },
     "08_wgan": {
         "0.001": "a clipping bound c (a setting)",
