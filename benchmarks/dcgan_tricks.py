@@ -15,7 +15,11 @@ with one change, then scores 2,000 samples of the EMA generator against the held
   time that float32 needs for 5,200 on this machine);
 * ``r1_<gamma>``: the R1 penalty (:func:`gencourse.losses.r1_penalty`, Mescheder et al., 2018) on
   the discriminator at the real images, lazily (Karras et al., 2020): every 4th discriminator step
-  one more update by :math:`4 γ/2 R_1`, as chapter 11's StyleGAN.
+  one more update by :math:`4 γ/2 R_1` (the recipe's ``r1_gamma``, :func:`gencourse.train.r1_step`),
+  as chapter 11's StyleGAN.
+
+Every other run has ``r1_gamma = 0``: the recipe as it was when this table was recorded (chapter
+07 has trained with R1 since; ``gan_r1.py`` measured it over three seeds).
 
 One JSON line per run; the results are in ``results/dcgan_tricks.md``.
 """
@@ -33,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 import gencourse as gc
-from gencourse import losses, train
+from gencourse import train
 from gencourse.models import gan
 from gencourse.recipes import dcgan as recipe
 
@@ -71,19 +75,9 @@ class BFloat16(torch.nn.Module):
 def run(change: str) -> dict:
     torch.manual_seed(1000)
     overrides = {"ema999": {"ema_decay": 0.999}, "bf16": {"steps": 6_400}}.get(change, {})
+    overrides["r1_gamma"] = float(change.split("_")[1]) if change.startswith("r1_") else 0.0
     steps = recipe.dcgan_settings(**overrides)["steps"]
-    build, adam, ema_update, d_step = recipe.build_dcgan, torch.optim.Adam, train.EMA.update, train.d_step
-    gamma, n_d = (float(change.split("_")[1]), [0]) if change.startswith("r1_") else (0.0, [0])
-
-    def d_step_r1(G, D, opt_D, x_real, z, **kwargs):
-        out = d_step(G, D, opt_D, x_real, z, **kwargs)
-        n_d[0] += 1
-        if n_d[0] % 4 == 0:  # lazy R1: every 4th step, weighted by 4
-            penalty = losses.r1_penalty(D, x_real)
-            opt_D.zero_grad(set_to_none=True)
-            (4 * gamma / 2 * penalty).backward()
-            opt_D.step()
-        return out
+    build, adam, ema_update = recipe.build_dcgan, torch.optim.Adam, train.EMA.update
 
     def patched_build(settings):
         modules = build(settings)
@@ -107,15 +101,13 @@ def run(change: str) -> dict:
     recipe.build_dcgan = patched_build
     if change == "lr_decay":
         torch.optim.Adam = DecayingAdam
-    if gamma > 0:
-        train.d_step = d_step_r1
     train.EMA.update = lambda self, model: ema_update(self, model.m if isinstance(model, BFloat16) else model)
     try:
         start = time.process_time()
         modules, _ = recipe.dcgan_mnist(f"dcgan_{change}", progress=False, retrain=True, **overrides)
         cpu = time.process_time() - start
     finally:
-        recipe.build_dcgan, torch.optim.Adam, train.EMA.update, train.d_step = build, adam, ema_update, d_step
+        recipe.build_dcgan, torch.optim.Adam, train.EMA.update = build, adam, ema_update
     x = gan.generate(modules["G_ema"], 2000, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
     r = gc.metrics.evaluate(x, value_range="pm1", n=2000, memorisation=False)
     return {"change": change, "steps": steps, "cpu_seconds": round(cpu), "fid": round(float(r["fid"]), 2),

@@ -1,6 +1,6 @@
 """The R1 penalty on the discriminators of chapters 07 and 09, over three seeds, under ``cpu``.
 
-    .venv/bin/python benchmarks/gan_r1.py acgan:base:0 acgan:r1_1:0 dcgan:r1_1:2 ...
+    .venv/bin/python benchmarks/gan_r1.py acgan:none:0 acgan:r1_1:0 dcgan:r1_1:2 ...
     .venv/bin/python benchmarks/gan_r1.py --table
 
 Each argument ``MODEL:CHANGE:SEED`` trains one recipe (``dcgan``: chapter 07's
@@ -44,16 +44,20 @@ NAME = "gan_r1"
 R1_EVERY = 4
 
 
-def _with_r1(step, gamma: float, count: list, logit, labels_first: bool = False):
+def _with_r1(step, gamma: float, acgan: bool):
     """``step`` (a discriminator step of :mod:`gencourse.train`) followed, every ``R1_EVERY``-th
-    call, by one :func:`gencourse.train.r1_step` (``R1_EVERY * gamma / 2 * R1`` at the real batch)."""
+    call, by one :func:`gencourse.train.r1_step` (``R1_EVERY * gamma / 2 * R1`` at the real batch):
+    on ACGAN's source logit (its D returns ``(source, classes)``), else on :math:`d(x, y)` at the real labels."""
+    count = [0]
 
     def wrapped(G, D, opt_D, x_real, *args, **kwargs):
         out = step(G, D, opt_D, x_real, *args, **kwargs)
         count[0] += 1
         if count[0] % R1_EVERY == 0:
-            y_real = args[0] if labels_first else kwargs.get("y_real")  # acgan_d_step(G, D, opt, x, y, ...)
-            out.update(train.r1_step(lambda x, y=None: logit(D, x, y), opt_D, x_real, gamma=gamma, every=R1_EVERY, y_real=y_real))
+            if acgan:
+                out.update(train.r1_step(lambda x: D(x)[0], opt_D, x_real, gamma=gamma, every=R1_EVERY))
+            else:
+                out.update(train.r1_step(D, opt_D, x_real, gamma=gamma, every=R1_EVERY, y_real=kwargs["y_real"]))
         return out
 
     return wrapped
@@ -73,12 +77,10 @@ def run(spec: str) -> None:
     saved = train.d_step, train.acgan_d_step
     if model == "dcgan":
         overrides["r1_gamma"] = gamma
+    elif gamma > 0 and model == "acgan":
+        train.acgan_d_step = _with_r1(saved[1], gamma, acgan=True)
     elif gamma > 0:
-        count = [0]
-        if model == "acgan":
-            train.acgan_d_step = _with_r1(saved[1], gamma, count, lambda D, x, y: D(x)[0], labels_first=True)
-        else:
-            train.d_step = _with_r1(saved[0], gamma, count, lambda D, x, y: D(x, y))
+        train.d_step = _with_r1(saved[0], gamma, acgan=False)
     torch.manual_seed(1000)
     name = f"r1bench_{model}_{change}_{seed}".replace(".", "p").replace("+", "_")
     try:
