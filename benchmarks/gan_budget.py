@@ -122,7 +122,7 @@ def table() -> str:
     lines += ["", f"Machines: {', '.join(machines)}.", "",
               "Read: every model gains far more from three times the steps than from any setting tried at its own budget;",
               "with them the cGAN, ACGAN and the StyleGAN come within 2-3.5 times real, InfoGAN about 5 times, and",
-              "WGAN-GP, whose generator steps each cost five critic steps, about 7.5 times. The StyleGAN's learning rate is a",
+              "WGAN-GP, whose generator steps each cost five critic steps, under 8 times. The StyleGAN's learning rate is a",
               "knife edge at 1,500 steps: 1e-3 is too slow, 3e-3 collapses on two seeds of three. The scores at the chapters'",
               "own budgets spread widely over the seeds (the StyleGAN from 38.6 to 57.8): one seed says little."]
     return "\n".join(lines) + "\n"
