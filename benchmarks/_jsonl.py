@@ -24,6 +24,20 @@ def rows(name: str) -> list[dict]:
     return [json.loads(line) for line in (RESULTS / f"{name}.jsonl").read_text().splitlines() if line.strip()]
 
 
+def grouped(runs: list[dict], *keys: str) -> dict[tuple, list[dict]]:
+    """``runs`` grouped by the values of ``keys``, in the order of their first run."""
+    groups: dict = {}
+    for r in runs:
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    return groups
+
+
+def machines_line(runs: list[dict]) -> str:
+    """``"Machines: ..."``: the machines and CPU capabilities that the runs recorded."""
+    machines = sorted({f"{r['machine']} {r['cpu']}" for r in runs})
+    return f"Machines: {', '.join(machines)}."
+
+
 def mean_sd(values, fmt: str) -> str:
     """``"mean ± standard deviation"`` of ``values`` formatted with ``fmt`` (sd 0 for one value)."""
     sd = statistics.stdev(values) if len(values) > 1 else 0.0

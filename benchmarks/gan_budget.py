@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 import time
 
 os.environ.setdefault("GENCOURSE_PROFILE", "cpu")
 
 import torch
-from _jsonl import append, main, mean_sd, rows
+from _jsonl import append, grouped, machines_line, main, mean_sd, rows
+from gan_r1 import scores
 
 import gencourse as gc
 from gencourse.models import gan
@@ -84,17 +84,12 @@ def run(spec: str) -> None:
         x = conditional.sample_conditional(modules["G_ema"], labels, generator=g)
     r = gc.metrics.evaluate(x.clamp(-1, 1), value_range="pm1", labels=labels, n=2000, memorisation=False)
     append(NAME, {"model": model, "change": change, "seed": int(seed), "steps": settings["steps"], "cpu_seconds": round(cpu),
-                  "fid": round(float(r["fid"]), 2), "precision": round(float(r["precision"]), 3),
-                  "recall": round(float(r["recall"]), 3), "class_entropy": round(float(r["class_entropy"]), 3),
-                  "cond_acc": None if labels is None else round(float(r["conditional_accuracy"]), 3),
-                  "cpu": torch.backends.cpu.get_cpu_capability(), "machine": platform.machine()})
+                  **scores(r, labels)})
 
 
 def table() -> str:
     runs = rows(NAME)
-    groups: dict = {}
-    for r in runs:
-        groups.setdefault((r["model"], r["change"]), []).append(r)
+    groups = grouped(runs, "model", "change")
     lines = [
         "# The GANs of chapters 08, 09 and 11 at their budget and beyond",
         "",
@@ -118,8 +113,7 @@ def table() -> str:
             f"| {cell(fids, '{:.1f}')} | {sum(fids) / len(fids) / 2.7:.1f} | {cell([r['precision'] for r in rs], '{:.2f}')} "
             f"| {cell([r['recall'] for r in rs], '{:.2f}')} | {cell([r['class_entropy'] for r in rs], '{:.3f}')} "
             f"| {cell(acc, '{:.2f}') if acc else '–'} |")
-    machines = sorted({f"{r['machine']} {r['cpu']}" for r in runs})
-    lines += ["", f"Machines: {', '.join(machines)}.", "",
+    lines += ["", machines_line(runs), "",
               "Read: every model gains far more from three times the steps than from any setting tried at its own budget;",
               "with them the cGAN, ACGAN and the StyleGAN come within 2-3.5 times real, InfoGAN about 5 times, and",
               "WGAN-GP, whose generator steps each cost five critic steps, under 8 times. The StyleGAN's learning rate is a",

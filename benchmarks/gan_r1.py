@@ -33,7 +33,7 @@ import time
 os.environ.setdefault("GENCOURSE_PROFILE", "cpu")
 
 import torch
-from _jsonl import append, main, mean_sd, rows
+from _jsonl import append, grouped, machines_line, main, mean_sd, rows
 
 import gencourse as gc
 from gencourse import train
@@ -101,17 +101,21 @@ def run(spec: str) -> None:
         x = conditional.sample_conditional(modules["G_ema"], labels, generator=g)
         steps = conditional.conditional_settings(model, **overrides)["steps"]
     r = gc.metrics.evaluate(x.clamp(-1, 1), value_range="pm1", labels=labels, n=2000, memorisation=False)
-    append(NAME, {"model": model, "change": change, "seed": seed, "steps": steps, "cpu_seconds": round(cpu),
-                  "fid": round(float(r["fid"]), 2), "precision": round(float(r["precision"]), 3),
-                  "recall": round(float(r["recall"]), 3), "cond_acc": None if labels is None else round(float(r["conditional_accuracy"]), 3),
-                  "cpu": torch.backends.cpu.get_cpu_capability(), "machine": platform.machine()})
+    append(NAME, {"model": model, "change": change, "seed": seed, "steps": steps, "cpu_seconds": round(cpu), **scores(r, labels)})
+
+
+def scores(r: dict, labels) -> dict:
+    """The fields of a result line from :func:`gencourse.metrics.evaluate`'s ``r`` (conditional accuracy when the
+    samples had ``labels``), with the machine that ran it."""
+    return {"fid": round(float(r["fid"]), 2), "precision": round(float(r["precision"]), 3),
+            "recall": round(float(r["recall"]), 3), "class_entropy": round(float(r["class_entropy"]), 3),
+            "cond_acc": None if labels is None else round(float(r["conditional_accuracy"]), 3),
+            "cpu": torch.backends.cpu.get_cpu_capability(), "machine": platform.machine()}
 
 
 def table() -> str:
     runs = rows(NAME)
-    groups: dict = {}
-    for r in runs:
-        groups.setdefault((r["model"], r["change"]), []).append(r)
+    groups = grouped(runs, "model", "change")
     lines = [
         "# The R1 penalty on the GANs' discriminators (chapters 07 and 09)",
         "",
@@ -129,8 +133,7 @@ def table() -> str:
             f"| {model} | {change} | {len(rs)} | {rs[0]['steps']:,} | {mean_sd([r['cpu_seconds'] for r in rs], '{:.0f}')} "
             f"| {mean_sd([r['fid'] for r in rs], '{:.1f}')} | {mean_sd([r['precision'] for r in rs], '{:.2f}')} "
             f"| {mean_sd([r['recall'] for r in rs], '{:.2f}')} | {mean_sd(acc, '{:.2f}') if acc else '–'} |")
-    machines = sorted({f"{r['machine']} {r['cpu']}" for r in runs})
-    lines += ["", f"Machines: {', '.join(machines)}."]
+    lines += ["", machines_line(runs)]
     return "\n".join(lines) + "\n"
 
 
